@@ -1,0 +1,49 @@
+#!/bin/bash
+# Boots the s390x kernel under TCG with the given initrd, streams the console, and turns the
+# guest's markers into the stage's verdict. Usage: boot.sh INITRD
+# Env: PVTD_S390X_TIMEOUT (s, host side, default 540), PVTD_S390X_MEM (MiB, default 2048),
+#      PVTD_S390X_SMP (default 1: multi-threaded TCG measured no faster), PVTD_S390X_APPEND (extra)
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+
+initrd=${1:?usage: boot.sh INITRD}
+host_timeout=${PVTD_S390X_TIMEOUT:-540}
+# The guest stops node earlier so the summary still reaches the console.
+guest_timeout=$((host_timeout - 60))
+log=$PVTD_S390X_BUILD/console.log
+mkdir -p "$PVTD_S390X_BUILD"
+
+say "booting qemu-system-s390x (TCG, timeout ${host_timeout}s, log $log)"
+start=$(date +%s)
+# QEMU exits 0 on power-off and, without -action panic=exit-failure, on a guest panic too.
+timeout -k 10 "$host_timeout" qemu-system-s390x -M s390-ccw-virtio -accel tcg -cpu max \
+  -smp "${PVTD_S390X_SMP:-1}" -m "${PVTD_S390X_MEM:-2048}" -nographic -no-reboot \
+  -action panic=exit-failure -kernel "$PVTD_S390X_CACHE/vmlinuz" -initrd "$initrd" \
+  -append "console=ttysclp0 quiet nokaslr panic=-1 pvtd.timeout=$guest_timeout ${PVTD_S390X_APPEND:-}" \
+  </dev/null 2>&1 | tr -d '\r' | tee "$log"
+qemu_rc=${PIPESTATUS[0]}
+secs=$(( $(date +%s) - start ))
+
+result=$(sed -n 's/^PVTD-S390X-RESULT rc=\([0-9]*\).*/\1/p' "$log" | tail -1)
+summary=$(grep '^PVTD-S390X-SUMMARY' "$log" | tail -1)
+count() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<" ${summary#PVTD-S390X-SUMMARY} " | head -1; }
+tests=$(count tests); pass=$(count pass); fail=$(count fail)
+skipped=$(count skipped); cancelled=$(count cancelled); todo=$(count todo)
+
+echo
+echo "s390x: tests ${tests:-?}, pass ${pass:-?}, fail ${fail:-?}, cancelled ${cancelled:-?}, skipped ${skipped:-?}, todo ${todo:-?} (guest ${secs}s)"
+echo "s390x: ${pass:-0} passed, ${fail:-?} failed"
+why=
+if [ "$qemu_rc" -eq 124 ] || [ "$qemu_rc" -eq 137 ]; then why="host timeout after ${host_timeout}s"
+elif [ "$qemu_rc" -ne 0 ]; then why="qemu exited $qemu_rc (guest panic or emulator failure)"
+elif [ -z "$result" ]; then why="no PVTD-S390X-RESULT marker on the console"
+elif [ -z "$tests" ]; then why="no test counts (node:test TAP summary missing)"
+elif [ "$result" -ne 0 ]; then why="guest test process exited $result"
+elif [ "$fail" != 0 ] || [ "$cancelled" != 0 ]; then why="$fail failed, $cancelled cancelled"
+elif [ "$tests" -eq 0 ]; then why="no tests ran"
+fi
+if [ -n "$why" ]; then
+  echo "s390x: FAILED: $why"
+  exit 1
+fi
+echo "s390x: OK"

@@ -1,0 +1,4 @@
+// The s390x stage's only node process (a node start costs ~6 s under TCG): importing the test
+// modules registers their tests with node:test in this process. Static imports, so that a
+// renamed module breaks the build instead of silently shrinking the s390x run.
+import './smoke.test.js';
