@@ -9,7 +9,7 @@ set -uo pipefail
 initrd=${1:?usage: boot.sh INITRD}
 host_timeout=${PVTD_S390X_TIMEOUT:-540}
 # The guest stops node earlier so the summary still reaches the console.
-guest_timeout=$((host_timeout - 60))
+guest_timeout=$(( host_timeout > 120 ? host_timeout - 60 : host_timeout ))
 log=$PVTD_S390X_BUILD/console.log
 mkdir -p "$PVTD_S390X_BUILD"
 
