@@ -8,6 +8,8 @@
  *   --threads T      extra threads that sleep (default 0)
  *   --fork           fork a child that sleeps too and print "CHILD <pid>" before READY
  *   --exit CODE      exit with CODE right after READY instead of sleeping
+ *   --hold           print "STARTED <pid>" and wait for a line on stdin before allocating, so
+ *                    that a test can move it into a cgroup first
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -69,7 +71,7 @@ static void allocate(size_t bytes, int thp)
 int main(int argc, char **argv)
 {
 	long mib = 64, regions = 1, threads = 0, exit_code = -1;
-	int thp = 0, do_fork = 0;
+	int thp = 0, do_fork = 0, hold = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = argv[i + 1];
 		if (strcmp(a, "--mib") == 0)
@@ -82,13 +84,22 @@ int main(int argc, char **argv)
 			exit_code = number(a, v, 0, 255), i++;
 		else if (strcmp(a, "--fork") == 0)
 			do_fork = 1;
+		else if (strcmp(a, "--hold") == 0)
+			hold = 1;
 		else if (strcmp(a, "--pages") == 0 && v && (strcmp(v, "4k") == 0 || strcmp(v, "thp") == 0))
 			thp = strcmp(v, "thp") == 0, i++;
 		else {
 			fprintf(stderr, "pvteardown-fakeguest: unknown or incomplete option '%s' "
-					"(valid: --mib N, --regions K, --pages 4k|thp, --threads T, --fork, --exit CODE)\n", a);
+					"(valid: --mib N, --regions K, --pages 4k|thp, --threads T, --fork, --exit CODE, --hold)\n", a);
 			return 2;
 		}
+	}
+	if (hold) {
+		printf("STARTED %d\n", (int)getpid());
+		fflush(stdout);
+		int c;
+		while ((c = getchar()) != EOF && c != '\n')
+			;
 	}
 	size_t per_region = ((size_t)mib << 20) / (size_t)regions;
 	per_region &= ~4095UL;

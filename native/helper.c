@@ -3,8 +3,9 @@
  * one explained error line on stderr.
  *
  *   probe [--mmput-async-nr N]     what the running kernel offers
- *   wait --pid P [--kill] [--timeout-ms T]
- *                                  block on a pidfd until P exits (optionally SIGKILL it first)
+ *   wait --pid P [--kill] [--helper H] [--timeout-ms T]
+ *                                  block on a pidfd until P exits (optionally SIGKILL it first),
+ *                                  then until its teardown helper H has exited too
  *   mrelease --pid P [--kill]      SIGKILL (optional), then process_mrelease(pidfd) in this process
  *   mmput-async --pid P --nr N     the proposed process_mmput_async(pidfd): P's memory is torn
  *                                  down here, in this process's cgroup, after P's last user is gone
@@ -84,6 +85,7 @@ static long parse_number(const char *option, const char *value, long min, long m
 
 struct options {
 	int pid;
+	int helper;
 	int kill;
 	long nr;
 	long timeout_ms;
@@ -92,10 +94,12 @@ struct options {
 
 static struct options parse_options(char **argv, int need_pid)
 {
-	struct options o = { .pid = 0, .kill = 0, .nr = -1, .timeout_ms = -1, .rest = NULL };
+	struct options o = { .pid = 0, .helper = 0, .kill = 0, .nr = -1, .timeout_ms = -1, .rest = NULL };
 	for (; *argv; argv++) {
 		if (strcmp(*argv, "--pid") == 0)
 			o.pid = (int)parse_number("--pid", *++argv, 1, 0x3fffffff);
+		else if (strcmp(*argv, "--helper") == 0)
+			o.helper = (int)parse_number("--helper", *++argv, 1, 0x3fffffff);
 		else if (strcmp(*argv, "--kill") == 0)
 			o.kill = 1;
 		else if (strcmp(*argv, "--nr") == 0 || strcmp(*argv, "--mmput-async-nr") == 0)
@@ -189,6 +193,7 @@ static int cmd_wait(char **argv)
 {
 	struct options o = parse_options(argv, 1);
 	int pidfd = open_pidfd(o.pid);
+	int helperfd = o.helper ? open_pidfd(o.helper) : -1;
 	long long killed_at = 0;
 	if (o.kill) {
 		killed_at = now_ns();
@@ -199,11 +204,18 @@ static int cmd_wait(char **argv)
 		return 3;
 	}
 	long long exited_at = now_ns();
+	printf("{\"pid\":%d,\"killed\":%s,\"exitedAtNs\":%lld", o.pid, o.kill ? "true" : "false", exited_at);
 	if (o.kill)
-		printf("{\"pid\":%d,\"killed\":true,\"killedAtNs\":%lld,\"exitedAtNs\":%lld,\"killToExitNs\":%lld}\n",
-		       o.pid, killed_at, exited_at, exited_at - killed_at);
-	else
-		printf("{\"pid\":%d,\"killed\":false,\"exitedAtNs\":%lld}\n", o.pid, exited_at);
+		printf(",\"killedAtNs\":%lld,\"killToExitNs\":%lld", killed_at, exited_at - killed_at);
+	if (helperfd >= 0) {
+		if (!wait_exit(helperfd, o.timeout_ms)) {
+			printf("}\n");
+			fprintf(stderr, "pvteardown-helper: wait: helper %d: still running after %ld ms\n", o.helper, o.timeout_ms);
+			return 3;
+		}
+		printf(",\"helper\":%d,\"helperExitedAtNs\":%lld", o.helper, now_ns());
+	}
+	printf("}\n");
 	return 0;
 }
 
@@ -396,8 +408,9 @@ static const char help[] =
 	"usage: pvteardown-helper COMMAND [OPTIONS]\n"
 	"  probe [--mmput-async-nr N]      JSON of what this kernel offers (pidfd, clone3,\n"
 	"                                  process_mrelease, kcmp, process_mmput_async at N)\n"
-	"  wait --pid P [--kill] [--timeout-ms T]\n"
-	"                                  wait on a pidfd until P exits; --kill sends SIGKILL first\n"
+	"  wait --pid P [--kill] [--helper H] [--timeout-ms T]\n"
+	"                                  wait on a pidfd until P exits; --kill sends SIGKILL first;\n"
+	"                                  --helper: then wait for P's teardown helper H too\n"
 	"  mrelease --pid P [--kill]       SIGKILL P (with --kill) and reap its memory here\n"
 	"  mmput-async --pid P --nr N      take over P's memory teardown through the proposed\n"
 	"                                  process_mmput_async syscall, number N on this kernel\n"

@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+// pvteardown's command line: virsh-like, one file per command under commands/.
+import { Command, CommanderError } from 'commander';
+import { registerExec } from './commands/exec.js';
+
+export function buildProgram(): Command {
+  const program = new Command('pvteardown')
+    .description(
+      'Let protected KVM guests (and any huge process) exit at once while a helper that shares\n' +
+        'their memory clears it afterwards, cgroup-accounted and paced.',
+    )
+    .option('-c, --connect <uri>', 'libvirt URI (default: LIBVIRT_DEFAULT_URI or qemu:///system)')
+    .option('--socket <path>', "the daemon's socket", '/run/pvteardown/pvteardown.sock')
+    .option('--json', 'machine-readable output on commands that read')
+    .enablePositionalOptions()
+    .showHelpAfterError('(run pvteardown --help for usage)')
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  pvteardown exec -- qemu-system-s390x -m 64G ...   run a program with the teardown shim\n',
+    );
+  registerExec(program);
+  return program;
+}
+
+/** Errors end as one line naming what was wrong; commander's own usage errors keep their text. */
+async function main(argv: string[]): Promise<void> {
+  const program = buildProgram().exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) process.exit(err.exitCode);
+    process.stderr.write(`pvteardown: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
+}
+
+await main(process.argv);

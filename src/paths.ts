@@ -1,0 +1,13 @@
+// Where pvteardown's own files are, whether it runs from a checkout, an install or a test VM.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The package root: this file is dist/src/paths.js once built. */
+export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export type NativeFile = 'libpvteardown-shim.so' | 'pvteardown-helper' | 'pvteardown-fakeguest';
+
+/** PVTEARDOWN_NATIVE_DIR points at a cross-built set (the s390x and mmput-async test guests). */
+export function nativePath(file: NativeFile): string {
+  return path.join(process.env.PVTEARDOWN_NATIVE_DIR ?? path.join(packageRoot, 'native', 'build'), file);
+}

@@ -1,0 +1,87 @@
+// The shim's promise, measured on real processes: the program's exit no longer waits for its
+// memory, the memory still comes back, its CPU lands on the helper, and a CPU limit paces it.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { CgroupBackend } from '../../src/cgroup/index.js';
+import { GUEST_MIB, helperOf, killAndTime, requireRoot, startFakeGuest, testCgroups } from '../support/system.js';
+
+const MiB = 1024 * 1024;
+
+describe('shim teardown on a fake guest', { concurrency: false }, () => {
+  let cg: CgroupBackend;
+  let root = false;
+  before(() => {
+    root = process.getuid?.() === 0;
+    if (root) cg = testCgroups({ after });
+  });
+
+  it(`a ${GUEST_MIB} MiB guest exits >= 10x sooner after SIGKILL under the shim, and its memory comes back`, async (t) => {
+    if (!requireRoot(t) || !root) return;
+    cg.create('plain');
+    cg.create('shimmed');
+    const plain = await startFakeGuest({ mib: GUEST_MIB, cgroup: { backend: cg, id: 'plain' } });
+    assert.ok(cg.memoryUsageBytes('plain') >= GUEST_MIB * MiB * 0.95, 'the plain guest owns its memory');
+    const plainTiming = await killAndTime(plain.pid);
+
+    const shimmed = await startFakeGuest({ mib: GUEST_MIB, shim: true, cgroup: { backend: cg, id: 'shimmed' } });
+    const helper = await helperOf(shimmed.pid);
+    assert.ok(cg.memoryUsageBytes('shimmed') >= GUEST_MIB * MiB * 0.95, 'the shimmed guest owns its memory');
+    const timing = await killAndTime(shimmed.pid, helper);
+
+    t.diagnostic(`kill->exit plain ${plainTiming.killToExitMs.toFixed(1)} ms, shim ${timing.killToExitMs.toFixed(2)} ms, helper done ${timing.killToHelperExitMs!.toFixed(1)} ms`);
+    assert.ok(
+      timing.killToExitMs * 10 <= plainTiming.killToExitMs,
+      `shim exit ${timing.killToExitMs} ms is not 10x shorter than plain ${plainTiming.killToExitMs} ms`,
+    );
+    // Pages stay charged to the guest's memory cgroup until freed: usage is what is still pending.
+    assert.ok(cg.memoryUsageBytes('shimmed') < 16 * MiB, `memory still charged after the helper exited: ${cg.memoryUsageBytes('shimmed')} bytes`);
+    assert.ok(cg.memoryUsageBytes('plain') < 16 * MiB, 'the plain guest freed its memory too');
+    assert.ok(timing.killToHelperExitMs! >= timing.killToExitMs, 'the helper ends after the guest');
+  });
+
+  it('the teardown CPU lands on the helper: its cgroup is charged at least half the plain teardown CPU', async (t) => {
+    if (!requireRoot(t) || !root) return;
+    cg.create('cpu-plain');
+    cg.create('cpu-guest');
+    cg.create('cpu-helper');
+    const plain = await startFakeGuest({ mib: GUEST_MIB, cgroup: { backend: cg, id: 'cpu-plain' } });
+    const plainBefore = cg.cpuUsageUsec('cpu-plain');
+    await killAndTime(plain.pid);
+    const plainTeardownUsec = cg.cpuUsageUsec('cpu-plain') - plainBefore;
+
+    const guest = await startFakeGuest({ mib: GUEST_MIB, shim: true, cgroup: { backend: cg, id: 'cpu-guest' } });
+    const helper = await helperOf(guest.pid);
+    cg.addProcess('cpu-helper', helper);
+    const helperBefore = cg.cpuUsageUsec('cpu-helper');
+    const guestBefore = cg.cpuUsageUsec('cpu-guest');
+    await killAndTime(guest.pid, helper);
+    const helperUsec = cg.cpuUsageUsec('cpu-helper') - helperBefore;
+    const guestUsec = cg.cpuUsageUsec('cpu-guest') - guestBefore;
+
+    t.diagnostic(`teardown CPU: plain ${plainTeardownUsec} us; shim: helper ${helperUsec} us, guest ${guestUsec} us`);
+    assert.ok(helperUsec * 2 >= plainTeardownUsec, `helper charged ${helperUsec} us, plain teardown cost ${plainTeardownUsec} us`);
+    assert.ok(guestUsec * 4 < plainTeardownUsec, `the guest itself still paid ${guestUsec} us of its teardown`);
+  });
+
+  it('a 25% CPU limit on the helper makes the teardown at least twice as slow as no limit', async (t) => {
+    if (!requireRoot(t) || !root) return;
+    const helperDone = async (id: string) => {
+      cg.create(`${id}-guest`);
+      cg.create(`${id}-helper`);
+      const guest = await startFakeGuest({ mib: GUEST_MIB, shim: true, cgroup: { backend: cg, id: `${id}-guest` } });
+      const helper = await helperOf(guest.pid);
+      cg.addProcess(`${id}-helper`, helper);
+      return (await killAndTime(guest.pid, helper)).killToHelperExitMs!;
+    };
+    const unlimited = await helperDone('free');
+    cg.setCpuLimit(25);
+    let limited: number;
+    try {
+      limited = await helperDone('paced');
+    } finally {
+      cg.setCpuLimit(null);
+    }
+    t.diagnostic(`teardown of ${GUEST_MIB} MiB: unlimited ${unlimited.toFixed(0)} ms, 25% CPU ${limited.toFixed(0)} ms`);
+    assert.ok(limited >= 2 * unlimited, `limited ${limited} ms is not twice unlimited ${unlimited} ms`);
+  });
+});
