@@ -128,7 +128,8 @@ export class LibvirtClient extends EventEmitter {
   /** Low-level call: encodes nothing itself; returns a reader positioned at the reply payload. */
   call(proc: number, args: XdrWriter | null = null, timeoutMs = this.opts.callTimeoutMs): Promise<XdrReader> {
     if (this.closedWith) return Promise.reject(this.closedWith);
-    const serial = this.serial++;
+    const serial = this.serial;
+    this.serial = (this.serial % 0xffffffff) + 1; // serial is an XDR unsigned int
     const packet = encodePacket(
       { program: REMOTE_PROGRAM, version: REMOTE_PROTOCOL_VERSION, procedure: proc, type: MessageType.CALL, serial, status: MessageStatus.OK },
       args ? args.toBuffer() : undefined,

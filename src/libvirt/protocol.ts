@@ -76,6 +76,11 @@ export const LIFECYCLE_DETAILS: Record<LifecycleEventName, readonly string[]> = 
 
 export const UUID_LEN = 16;
 
+/** libvirt's version encoding (major * 1e6 + minor * 1e3 + micro) as "major.minor.micro". */
+export function formatVersion(v: number): string {
+  return `${Math.floor(v / 1e6)}.${Math.floor(v / 1e3) % 1e3}.${v % 1e3}`;
+}
+
 /** remote_nonnull_domain; id is -1 for an inactive domain. */
 export interface Domain {
   name: string;

@@ -4,10 +4,12 @@ import { after, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { LibvirtClient } from '../../src/libvirt/client.js';
-import { LibvirtError, VIR_ERR_NO_DOMAIN, VIR_ERR_OPERATION_INVALID } from '../../src/libvirt/errors.js';
-import type { LifecycleEvent } from '../../src/libvirt/protocol.js';
+import { LibvirtConnectionError, LibvirtError, LibvirtTimeoutError, VIR_ERR_NO_DOMAIN, VIR_ERR_OPERATION_INVALID } from '../../src/libvirt/errors.js';
+import { formatVersion, type LifecycleEvent } from '../../src/libvirt/protocol.js';
 import { cleanupTestGuests, defineTestGuest, libvirtdOrSkip, TEST_GUEST_PREFIX } from '../support/libvirtd.js';
 
 const run = promisify(execFile);
@@ -44,9 +46,8 @@ test('libvirtd comes up and reports its versions like virsh does', async (t) => 
   const lib = await c.getLibVersion();
   const hv = await c.getVersion();
   const out = await virsh('version');
-  const fmt = (v: number) => `${Math.floor(v / 1e6)}.${Math.floor(v / 1e3) % 1e3}.${v % 1e3}`;
-  assert.match(out, new RegExp(`Using library: libvirt ${fmt(lib).replace(/\./g, '\\.')}\\b`));
-  assert.match(out, new RegExp(`Running hypervisor: QEMU ${fmt(hv).replace(/\./g, '\\.')}\\b`));
+  assert.match(out, new RegExp(`Using library: libvirt ${formatVersion(lib).replace(/\./g, '\\.')}\\b`));
+  assert.match(out, new RegExp(`Running hypervisor: QEMU ${formatVersion(hv).replace(/\./g, '\\.')}\\b`));
 });
 
 test('define, list, lookup by name, UUID and ID, XML, undefine', async (t) => {
@@ -160,4 +161,27 @@ test('keepalive: the daemon pings an idle client and we answer; our own pings ge
   assert.ok(!quiet.closed && !chatty.closed);
   assert.ok((await quiet.getVersion()) > 0);
   assert.ok((await chatty.getVersion()) > 0);
+});
+
+test('a stalled daemon: calls time out, keepalive drops the connection, a new one works after', async (t) => {
+  const c = await connect(t, { keepaliveIntervalMs: 500, keepaliveCount: 2, callTimeoutMs: 400 });
+  if (!c) return;
+  const pid = Number(readFileSync('/run/libvirtd.pid', 'utf8').trim());
+  assert.ok(pid > 1, 'libvirtd pid file');
+  const closed = once(c, 'close');
+  const t0 = Date.now();
+  process.kill(pid, 'SIGSTOP');
+  try {
+    await assert.rejects(c.getVersion(), LibvirtTimeoutError);
+    const [err] = (await Promise.race([closed, new Promise((_, rej) => setTimeout(() => rej(new Error('keepalive never gave up')), 5_000))])) as [Error];
+    assert.ok(err instanceof LibvirtConnectionError);
+    assert.match(err.message, /did not answer 2 keepalive pings/);
+    t.diagnostic(`dead connection noticed after ${Date.now() - t0} ms`);
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  assert.ok(c.closed);
+  await assert.rejects(c.getVersion(), LibvirtConnectionError);
+  const again = await connect(t);
+  assert.ok((await again!.getVersion()) > 0);
 });
