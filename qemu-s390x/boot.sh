@@ -2,7 +2,8 @@
 # Boots the s390x kernel under TCG with the given initrd, streams the console, and turns the
 # guest's markers into the stage's verdict. Usage: boot.sh INITRD
 # Env: PVTD_S390X_TIMEOUT (s, host side, default 540), PVTD_S390X_MEM (MiB, default 2048),
-#      PVTD_S390X_SMP (default 1: multi-threaded TCG measured no faster), PVTD_S390X_APPEND (extra)
+#      PVTD_S390X_SMP (default 2: with one vCPU the process timing a kill competes with the
+#      helper tearing down, and the shim's kill-to-exit ratio collapses), PVTD_S390X_APPEND (extra)
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -17,7 +18,7 @@ say "booting qemu-system-s390x (TCG, timeout ${host_timeout}s, log $log)"
 start=$(date +%s)
 # QEMU exits 0 on power-off and, without -action panic=exit-failure, on a guest panic too.
 timeout -k 10 "$host_timeout" qemu-system-s390x -M s390-ccw-virtio -accel tcg -cpu max \
-  -smp "${PVTD_S390X_SMP:-1}" -m "${PVTD_S390X_MEM:-2048}" -nographic -no-reboot \
+  -smp "${PVTD_S390X_SMP:-2}" -m "${PVTD_S390X_MEM:-2048}" -nographic -no-reboot \
   -action panic=exit-failure -kernel "$PVTD_S390X_CACHE/vmlinuz" -initrd "$initrd" \
   -append "console=ttysclp0 quiet nokaslr panic=-1 pvtd.timeout=$guest_timeout ${PVTD_S390X_APPEND:-}" \
   </dev/null 2>&1 | tr -d '\r' | tee "$log"
