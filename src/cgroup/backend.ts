@@ -73,10 +73,12 @@ export abstract class CgroupBackend {
   /** The root's limit in percent of one CPU, or null when unlimited. */
   abstract cpuLimit(): number | null;
 
-  /** Creates the teardown group in every hierarchy (idempotent; creates NAME when missing). */
+  /** Creates the teardown group in every hierarchy (idempotent); NAME must exist (ensureRoot). */
   create(id: string): void {
     const dirs = this.dirs(id);
-    if (!this.paths.every(isDir)) this.ensureRoot();
+    // Never recreate NAME behind the caller's back: a new NAME has lost its CPU limit.
+    const missing = this.paths.find((p) => !isDir(p));
+    if (missing) throw new CgroupFsError(`cgroup root ${missing} is missing: call ensureRoot() first`, missing, 'ENOENT');
     // The primary directory last: once list() sees a group there, the others exist as well.
     for (let i = dirs.length - 1; i >= 0; i--) this.prepareDir(dirs[i]!, false);
   }

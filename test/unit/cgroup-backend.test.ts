@@ -235,7 +235,10 @@ test('v1: combined cpu,cpuacct mount is one hierarchy, not two', () => {
 
 test('v1: ensureRoot and create make the directories in every hierarchy; list and exists see them', () => {
   const { cg, mounts } = v1Tree(false);
-  cg.create('t1'); // creates the root too
+  assert.throws(() => cg.create('t1'), (err: Error) => err instanceof CgroupFsError && err.message === `cgroup root ${join(mounts.cpu, 'pvteardown')} is missing: call ensureRoot() first`);
+  cg.ensureRoot();
+  for (const m of Object.values(mounts)) assert.ok(existsSync(join(m, 'pvteardown')), m);
+  cg.create('t1');
   for (const m of Object.values(mounts)) assert.ok(existsSync(join(m, 'pvteardown', 't1')), m);
   assert.deepEqual(cg.list(), ['t1']);
   // A group left half-made (a crash between mkdirs) is still listed so recovery can finish or remove it.
