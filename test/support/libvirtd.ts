@@ -22,14 +22,6 @@ export const APT_PACKAGES = ['libvirt-daemon-system', 'libvirt-clients', 'qemu-s
 export const LIBVIRTD_LOG = '/tmp/pvteardown-test-libvirtd.log';
 const VIRTLOGD_SOCKET = '/run/libvirt/virtlogd-sock';
 const HELPER = fileURLToPath(new URL('../../../native/build/pvteardown-helper', import.meta.url));
-const PY_SUBREAPER = [
-  'import ctypes,os,signal,sys',
-  'ctypes.CDLL(None).prctl(36,1,0,0,0)', // PR_SET_CHILD_SUBREAPER
-  'c=os.fork()',
-  'c==0 and os.execvp(sys.argv[1],sys.argv[1:])',
-  '[signal.signal(s,lambda n,f:os.kill(c,n)) for s in (signal.SIGTERM,signal.SIGINT)]',
-  'while True:\n p,st=os.wait()\n if p==c: sys.exit(os.waitstatus_to_exitcode(st)%256)',
-].join('\n');
 
 /** Raised when this machine cannot give us libvirtd + KVM; tests skip on it (and only on it). */
 export class LibvirtdUnavailable extends Error {
@@ -41,8 +33,8 @@ export interface Libvirtd {
   uri: string;
   /** True if this process started it (then stop() stops it). */
   startedByUs: boolean;
-  /** How we run it: 'pvteardown-helper' | 'python3' subreaper, or 'reused' (unknown parent). */
-  reaper: 'pvteardown-helper' | 'python3' | 'reused';
+  /** 'pvteardown-helper' when we run it under `pvteardown-helper subreaper`; 'reused' (parent unknown) otherwise. */
+  reaper: 'pvteardown-helper' | 'reused';
   /** Wall time ensureLibvirtd spent (install excluded) until the socket answered. */
   readyMs: number;
   stop(): Promise<void>;
@@ -83,8 +75,9 @@ async function start(timeoutMs: number): Promise<Libvirtd> {
   if (await answers()) {
     return { socket: SYSTEM_SOCKET, uri: 'qemu:///system', startedByUs: false, reaper: 'reused', readyMs: Date.now() - t0, stop: async () => {} };
   }
-  const reaper: Libvirtd['reaper'] = isExecutable(HELPER) ? 'pvteardown-helper' : 'python3';
-  const argv = reaper === 'pvteardown-helper' ? [HELPER, 'subreaper', '--', '/usr/sbin/libvirtd'] : ['python3', '-c', PY_SUBREAPER, '/usr/sbin/libvirtd'];
+  if (!isExecutable(HELPER)) throw new Error(`${HELPER} is missing: build it first (make -C native); libvirtd runs under its subreaper`);
+  const reaper = 'pvteardown-helper' as const;
+  const argv = [HELPER, 'subreaper', '--', '/usr/sbin/libvirtd'];
   const log = openSync(LIBVIRTD_LOG, 'a');
   // Detached and unref'd: libvirtd outlives this test file so the next one reuses it (0.3 s vs 36 s first start).
   const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', log, log] });
