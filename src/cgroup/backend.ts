@@ -48,7 +48,7 @@ export abstract class CgroupBackend {
 
   /** Creates NAME in every hierarchy (idempotent). */
   ensureRoot(): void {
-    for (const p of this.paths) this.prepareDir(p, true);
+    for (const p of this.paths) this.prepareDir(p);
   }
 
   /** Removes every empty teardown group and NAME itself; refuses while any group has processes. */
@@ -80,7 +80,7 @@ export abstract class CgroupBackend {
     const missing = this.paths.find((p) => !isDir(p));
     if (missing) throw new CgroupFsError(`cgroup root ${missing} is missing: call ensureRoot() first`, missing, 'ENOENT');
     // The primary directory last: once list() sees a group there, the others exist as well.
-    for (let i = dirs.length - 1; i >= 0; i--) this.prepareDir(dirs[i]!, false);
+    for (let i = dirs.length - 1; i >= 0; i--) this.prepareDir(dirs[i]!);
   }
 
   /** True when the group exists in any hierarchy (then remove() has something to do). */
@@ -184,7 +184,7 @@ export abstract class CgroupBackend {
   }
 
   /** Creates one directory; layouts add what a fresh group needs before it can be used. */
-  protected prepareDir(dir: string, _isRoot: boolean): void {
+  protected prepareDir(dir: string): void {
     mkdirCg(dir);
   }
 
