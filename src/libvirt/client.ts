@@ -61,6 +61,13 @@ export interface KeepaliveStats {
 
 export type DomainRef = Domain | string | number;
 
+/** 'close' fires once, with why; 'protocolError' for a packet we could not decode (the connection stays up). */
+export interface LibvirtClientEvents {
+  lifecycle: [LifecycleEvent];
+  close: [Error];
+  protocolError: [Error];
+}
+
 interface Pending {
   proc: number;
   resolve: (r: XdrReader) => void;
@@ -75,7 +82,7 @@ const DEFAULTS = {
   keepaliveCount: 5,
 };
 
-export class LibvirtClient extends EventEmitter {
+export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
   readonly uri: string;
   readonly socketPath: string;
   readonly keepalive: KeepaliveStats = { pingsSent: 0, pongsReceived: 0, pingsReceived: 0, pongsSent: 0 };
@@ -350,7 +357,8 @@ export class LibvirtClient extends EventEmitter {
     r.end();
     if (types.length === 0 || types.includes(AuthType.NONE)) return;
     if (types.includes(AuthType.POLKIT)) {
-      // libvirtd lets root through without asking polkit (and without D-Bus).
+      // Root never gets here: AUTH_LIST already answers NONE to a client with the daemon's uid
+      // ("Bypass polkit auth for privileged client"). Others ask polkit through this call.
       const p = await this.call(Proc.AUTH_POLKIT);
       if (p.int() !== 1) throw new LibvirtError({ code: ErrorCode.AUTH_FAILED, domain: 0, message: `polkit authentication to ${this.socketPath} did not complete`, level: 2, str1: null, str2: null, str3: null, int1: 0, int2: 0 });
       return;
@@ -420,7 +428,7 @@ export class LibvirtClient extends EventEmitter {
       try {
         this.dispatch(p);
       } catch (e) {
-        this.emit('protocolError', e);
+        this.emit('protocolError', e as Error);
       }
     }
   }
