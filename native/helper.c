@@ -6,7 +6,9 @@
  *   wait --pid P [--kill] [--helper H] [--timeout-ms T]
  *                                  block on a pidfd until P exits (optionally SIGKILL it first),
  *                                  then until its teardown helper H has exited too
- *   mrelease --pid P [--kill]      SIGKILL (optional), then process_mrelease(pidfd) in this process
+ *   mrelease --pid P [--kill]      SIGKILL (optional), then process_mrelease(pidfd) in this process;
+ *                                  a victim that is frozen (cgroup freezer) when killed leaves all
+ *                                  of the work to us, else it races us and may free it itself
  *   mmput-async --pid P --nr N     the proposed process_mmput_async(pidfd): P's memory is torn
  *                                  down here, in this process's cgroup, after P's last user is gone
  *   sharing --pid P                processes that share P's mm (CLONE_VM helpers)
@@ -126,7 +128,7 @@ static int open_pidfd(int pid)
 	int err = errno;
 	if (err == ESRCH)
 		fail(pid, err, "no such process (it has exited and been reaped, or never existed)");
-	if (err == EINVAL)
+	if (err == EINVAL || err == ENOENT) /* ENOENT for a thread ID since Linux 6.9 */
 		fail(pid, err, "not a process ID: a thread of another process, or out of range; pass the process's own PID");
 	if (err == ENOSYS)
 		fail(pid, err, "this kernel has no pidfd_open (Linux >= 5.3 needed)");
@@ -189,6 +191,55 @@ static char process_state(int pid)
 	return close_paren && close_paren[1] == ' ' ? close_paren[2] : 0;
 }
 
+/* Calls fn for every other process whose mm is pid's (kcmp KCMP_VM); stops when fn returns 1. */
+static void for_each_sharer(int pid, int (*fn)(long other, const char *comm, void *ctx), void *ctx)
+{
+	DIR *proc = opendir("/proc");
+	if (!proc)
+		fail(pid, errno, "cannot read /proc");
+	struct dirent *d;
+	while ((d = readdir(proc))) {
+		char *end;
+		long other = strtol(d->d_name, &end, 10);
+		if (*end || other <= 0 || other == pid)
+			continue;
+		if (syscall(SYS_kcmp, pid, (pid_t)other, KCMP_VM, 0, 0) != 0)
+			continue;
+		char path[64], comm[32] = "";
+		snprintf(path, sizeof(path), "/proc/%ld/comm", other);
+		FILE *f = fopen(path, "r");
+		if (f) {
+			if (fgets(comm, sizeof(comm), f))
+				comm[strcspn(comm, "\n")] = '\0';
+			fclose(f);
+		}
+		if (fn(other, comm, ctx))
+			break;
+	}
+	closedir(proc);
+}
+
+static int print_sharer(long other, const char *comm, void *ctx)
+{
+	const char **sep = ctx;
+	printf("%s{\"pid\":%ld,\"comm\":\"%s\"}", *sep, other, comm);
+	*sep = ",";
+	return 0;
+}
+
+struct sharer {
+	long pid;
+	char comm[32];
+};
+
+static int first_sharer(long other, const char *comm, void *ctx)
+{
+	struct sharer *s = ctx;
+	s->pid = other;
+	snprintf(s->comm, sizeof(s->comm), "%s", comm);
+	return 1;
+}
+
 static int cmd_wait(char **argv)
 {
 	struct options o = parse_options(argv, 1);
@@ -225,6 +276,14 @@ static int cmd_mrelease(char **argv)
 	int pidfd = open_pidfd(o.pid);
 	if (is_kernel_thread(o.pid))
 		fail(o.pid, EINVAL, "a kernel thread: it has no memory to release");
+	/* process_mrelease says EINVAL while another process shares the mm, but a killed process
+	 * whose helper holds its mm exits in a millisecond and then it says ESRCH: ask first, and
+	 * kill nothing whose teardown a helper already owns. */
+	struct sharer sharer = { .pid = 0 };
+	for_each_sharer(o.pid, first_sharer, &sharer);
+	if (sharer.pid)
+		fail(o.pid, EINVAL, "its memory is shared with live process %ld (%s): that CLONE_VM helper already owns the teardown; nothing was killed",
+		     sharer.pid, sharer.comm);
 	name_self(o.pid);
 	long long start = now_ns();
 	if (o.kill)
@@ -234,6 +293,13 @@ static int cmd_mrelease(char **argv)
 		char state = process_state(o.pid);
 		if (err == ENOSYS)
 			fail(o.pid, err, "this kernel has no process_mrelease (Linux >= 5.15 needed); the process frees its memory itself as it exits");
+		if (err == ESRCH && o.kill) {
+			/* It reached exit_mm before us and frees its memory itself: what --kill asked for,
+			 * only not accounted here. Freeze it before the kill to do all the work here. */
+			printf("{\"pid\":%d,\"killed\":true,\"released\":false,\"reason\":\"it was already freeing its own memory\",\"elapsedNs\":%lld}\n",
+			       o.pid, now_ns() - start);
+			return 0;
+		}
 		if (err == ESRCH)
 			fail(o.pid, err, "the process has already exited and released its memory: nothing left to reap");
 		if (err == EINVAL && !o.kill && state && state != 'Z' && state != 'X')
@@ -299,31 +365,9 @@ static int cmd_sharing(char **argv)
 {
 	struct options o = parse_options(argv, 1);
 	close(open_pidfd(o.pid));
-	DIR *proc = opendir("/proc");
-	if (!proc)
-		fail(o.pid, errno, "cannot read /proc");
-	struct dirent *d;
 	const char *sep = "";
 	printf("[");
-	while ((d = readdir(proc))) {
-		char *end;
-		long other = strtol(d->d_name, &end, 10);
-		if (*end || other <= 0 || other == o.pid)
-			continue;
-		if (syscall(SYS_kcmp, o.pid, (pid_t)other, KCMP_VM, 0, 0) != 0)
-			continue;
-		char path[64], comm[32] = "";
-		snprintf(path, sizeof(path), "/proc/%ld/comm", other);
-		FILE *f = fopen(path, "r");
-		if (f) {
-			if (fgets(comm, sizeof(comm), f))
-				comm[strcspn(comm, "\n")] = '\0';
-			fclose(f);
-		}
-		printf("%s{\"pid\":%ld,\"comm\":\"%s\"}", sep, other, comm);
-		sep = ",";
-	}
-	closedir(proc);
+	for_each_sharer(o.pid, print_sharer, &sep);
 	printf("]\n");
 	return 0;
 }

@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
-import type { TestContext } from 'node:test';
+import { after, type TestContext } from 'node:test';
 import { openCgroups, type CgroupBackend } from '../../src/cgroup/index.js';
 import { shimEnvironment } from '../../src/exec/shim-env.js';
 import { nativePath } from '../../src/paths.js';
@@ -24,6 +24,8 @@ export interface FakeGuest {
   process: ChildProcess;
   /** PID of the child it forked, with --fork. */
   forkedPid?: number;
+  /** Resolves once Node has reaped it (its PID is free from then on). */
+  reaped: Promise<void>;
   /** Lets a --hold guest go on to allocate. */
   release(): Promise<void>;
   stderr(): string;
@@ -43,6 +45,12 @@ export interface FakeGuestOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** Guests a failed test left running would keep the test process (and CI) waiting forever. */
+const running = new Set<ChildProcess>();
+after(() => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 /** Starts pvteardown-fakeguest and resolves once every page is touched ("READY"). */
 export async function startFakeGuest(opts: FakeGuestOptions): Promise<FakeGuest> {
   const args = ['--mib', String(opts.mib), '--pages', opts.pages ?? '4k', '--hold'];
@@ -54,6 +62,8 @@ export async function startFakeGuest(opts: FakeGuestOptions): Promise<FakeGuest>
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
+  running.add(child);
+  const reaped = new Promise<void>((resolve) => child.once('exit', () => (running.delete(child), resolve())));
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const next = async (prefix: string): Promise<number> => {
     const { value, done } = await lines.next();
@@ -67,6 +77,7 @@ export async function startFakeGuest(opts: FakeGuestOptions): Promise<FakeGuest>
   const guest: FakeGuest = {
     pid,
     process: child,
+    reaped,
     stderr: () => stderr,
     release: async () => {
       child.stdin!.write('\n');

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { createInterface } from 'node:readline';
 import type { CgroupBackend } from '../../src/cgroup/index.js';
 import { shimEnvironment } from '../../src/exec/shim-env.js';
@@ -71,10 +71,9 @@ function pidsHierarchy(): string | undefined {
 }
 
 describe('the shim changes nothing about the program', { concurrency: false }, () => {
+  // Registered at describe level: an after() registered inside before() would run right after it.
   let cg: CgroupBackend;
-  before(() => {
-    if (process.getuid?.() === 0) cg = testCgroups({ after });
-  });
+  if (process.getuid?.() === 0) cg = testCgroups({ after });
 
   it('fails open when it runs out of descriptors: one line on stderr, the program runs and keeps its exit status', async (t) => {
     if (!requireRoot(t)) return;

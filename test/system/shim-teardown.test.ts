@@ -1,19 +1,17 @@
 // The shim's promise, measured on real processes: the program's exit no longer waits for its
 // memory, the memory still comes back, its CPU lands on the helper, and a CPU limit paces it.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import type { CgroupBackend } from '../../src/cgroup/index.js';
 import { GUEST_MIB, helperOf, killAndTime, requireRoot, startFakeGuest, testCgroups } from '../support/system.js';
 
 const MiB = 1024 * 1024;
 
 describe('shim teardown on a fake guest', { concurrency: false }, () => {
+  // Registered at describe level: an after() registered inside before() would run right after it.
   let cg: CgroupBackend;
-  let root = false;
-  before(() => {
-    root = process.getuid?.() === 0;
-    if (root) cg = testCgroups({ after });
-  });
+  const root = process.getuid?.() === 0;
+  if (root) cg = testCgroups({ after });
 
   it(`a ${GUEST_MIB} MiB guest exits >= 10x sooner after SIGKILL under the shim, and its memory comes back`, async (t) => {
     if (!requireRoot(t) || !root) return;
