@@ -41,14 +41,14 @@ export abstract class CommonSys implements Pick<Sys, 'kind' | 'probe' | 'mreleas
     return features;
   }
 
-  mrelease(pid: number, opts: HelperRunOptions & { kill?: boolean } = {}): Promise<MreleaseResult> {
+  async mrelease(pid: number, opts: HelperRunOptions & { kill?: boolean } = {}): Promise<MreleaseResult> {
     checkPid(pid);
     const args = ['mrelease', '--pid', String(pid)];
     if (opts.kill) args.push('--kill');
     return helperJson<MreleaseResult>(args, opts);
   }
 
-  mmputAsync(pid: number, nr: number, opts: HelperRunOptions = {}): Promise<MmputAsyncResult> {
+  async mmputAsync(pid: number, nr: number, opts: HelperRunOptions = {}): Promise<MmputAsyncResult> {
     checkPid(pid);
     if (!Number.isInteger(nr) || nr < 0 || nr > 4095) throw new RangeError(`mmput-async syscall number must be 0..4095, got ${nr}`);
     return helperJson<MmputAsyncResult>(['mmput-async', '--pid', String(pid), '--nr', String(nr)], opts);
