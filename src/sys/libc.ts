@@ -33,7 +33,7 @@ const SYSCALLS: Record<string, { pidfd_open: number; pidfd_send_signal: number; 
   x64: { pidfd_open: 434, pidfd_send_signal: 424, kcmp: 312 },
   arm64: { pidfd_open: 434, pidfd_send_signal: 424, kcmp: 272 },
 };
-const KCMP_VM = 0;
+const KCMP_VM = 1; // <linux/kcmp.h>: KCMP_FILE 0, KCMP_VM 1
 const EFD_CLOEXEC = 0o2000000;
 const EFD_NONBLOCK = 0o4000;
 const LIBRARY = 'pvteardown-libc';
