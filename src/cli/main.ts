@@ -1,25 +1,42 @@
 #!/usr/bin/env node
 // pvteardown's command line: virsh-like, one file per command under commands/.
 import { Command, CommanderError } from 'commander';
+import { registerAttach } from './commands/attach.js';
+import { registerDaemon } from './commands/daemon.js';
+import { registerDoctor } from './commands/doctor.js';
 import { registerExec } from './commands/exec.js';
+import { registerLimits } from './commands/limits.js';
+import { registerStatus } from './commands/status.js';
+import { registerWait } from './commands/wait.js';
+import { DEFAULT_SOCKET } from './global-options.js';
 
 export function buildProgram(): Command {
   const program = new Command('pvteardown')
     .description(
-      'Let protected KVM guests (and any huge process) exit at once while a helper that shares\n' +
+      'Let protected KVM guests (and any huge process) exit at once while a helper that shares ' +
         'their memory clears it afterwards, cgroup-accounted and paced.',
     )
     .option('-c, --connect <uri>', 'libvirt URI (default: LIBVIRT_DEFAULT_URI or qemu:///system)')
-    .option('--socket <path>', "the daemon's socket", '/run/pvteardown/pvteardown.sock')
+    .option('--socket <path>', "the daemon's socket", DEFAULT_SOCKET)
     .option('--json', 'machine-readable output on commands that read')
     .enablePositionalOptions()
     .showHelpAfterError('(run pvteardown --help for usage)')
     .addHelpText(
       'after',
       '\nExamples:\n' +
-        '  pvteardown exec -- qemu-system-s390x -m 64G ...   run a program with the teardown shim\n',
+        '  pvteardown daemon --cpu 100 --max-concurrent 2     run the daemon: teardowns paced to one CPU\n' +
+        '  pvteardown exec -- qemu-system-s390x -m 64G ...    run a program with the teardown shim\n' +
+        '  pvteardown list                                    what is still being cleared\n' +
+        '  pvteardown wait guest1                             block until guest1\'s memory is back\n' +
+        '  pvteardown doctor                                  is this host ready?\n',
     );
+  registerDaemon(program);
+  registerStatus(program);
+  registerWait(program);
+  registerAttach(program);
   registerExec(program);
+  registerLimits(program);
+  registerDoctor(program);
   return program;
 }
 

@@ -1,29 +1,36 @@
-// `pvteardown exec -- CMD`: run any program with the teardown shim.
+// `pvteardown exec -- CMD`: run any program with the teardown shim, armed with the daemon if one runs.
+import path from 'node:path';
 import type { Command } from 'commander';
+import type { TeardownView } from '../../daemon/api.js';
+import { DaemonUnreachableError } from '../../daemon/socket-client.js';
 import { endLike, runWithShim } from '../../exec/run-with-shim.js';
-
-function chunkMiB(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n < 1 || n > 1 << 20) {
-    throw new Error(`--chunk-mib '${value}' is not a whole number of MiB from 1 to ${1 << 20}`);
-  }
-  return n;
-}
+import { askDaemon } from '../ask-daemon.js';
+import { wholeNumber } from '../global-options.js';
 
 export function registerExec(program: Command): void {
   program
     .command('exec')
+    .summary('run a program with the teardown shim')
     .description(
-      "run CMD with the teardown shim: CMD's memory is cleared by a helper (pvtd/<pid>) after it\n" +
-        "exits, so CMD's exit is quick. CMD keeps the caller's stdio; signals sent to pvteardown\n" +
-        "are relayed to it, and pvteardown ends with CMD's exit status or dies by CMD's signal.",
+      "Run CMD with the teardown shim: CMD's memory is cleared by a helper (pvtd/<pid>) after it exits, so CMD's " +
+        'exit is quick. With a daemon reachable, CMD is armed: its teardown is queued, paced and recorded; ' +
+        'without one it still exits at once and a daemon started later adopts the helper. CMD keeps the ' +
+        "caller's stdio; signals sent to pvteardown are relayed to it, and pvteardown ends with CMD's exit " +
+        "status or dies by CMD's signal.",
     )
     .argument('<cmd>', 'program to run (looked up on PATH)')
     .argument('[args...]', "CMD's arguments; put -- before CMD when they start with -")
-    .option('--chunk-mib <n>', 'the helper frees memory in steps of this many MiB (paceable between steps)', chunkMiB)
+    .option('--name <guest>', 'name the daemon shows for it (default: the program name)')
+    .option('--chunk-mib <n>', 'the helper frees memory in steps of this many MiB (paceable between steps)', wholeNumber('--chunk-mib', 1, 1 << 20))
     .passThroughOptions()
-    .action(async (cmd: string, args: string[], opts: { chunkMiB?: number }) => {
-      const program = runWithShim(cmd, args, opts.chunkMiB === undefined ? {} : { chunkMiB: opts.chunkMiB });
+    .action(async (cmd: string, args: string[], opts: { chunkMib?: number; name?: string }, command: Command) => {
+      const program = runWithShim(cmd, args, opts.chunkMib === undefined ? {} : { chunkMiB: opts.chunkMib });
+      if (program.pid > 0) {
+        askDaemon<TeardownView>(command, { op: 'arm', pid: program.pid, guest: opts.name ?? path.basename(cmd) }, 5000).catch((err: Error) => {
+          const why = err instanceof DaemonUnreachableError ? 'no daemon: the teardown runs unmanaged' : `not armed: ${err.message}`;
+          process.stderr.write(`pvteardown: ${why}\n`);
+        });
+      }
       endLike(await program.ended);
     });
 }

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Makes a fresh Debian machine ready to build and run pvteardown: the C toolchain from Debian,
+# the npm dependencies from the lock file, then the build (native/ with make, src/ with tsc).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v cc >/dev/null || missing+=(gcc libc6-dev)
+command -v make >/dev/null || missing+=(make)
+if ((${#missing[@]})); then
+  [ "$(id -u)" = 0 ] || { echo "setup: need ${missing[*]}: run as root or install them" >&2; exit 1; }
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# npm ci runs the prepare script, which builds.
+npm ci --no-audit --no-fund --loglevel=error

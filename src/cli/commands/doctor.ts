@@ -1,0 +1,88 @@
+// `pvteardown doctor`: is this host ready? Each check says what is wrong and how to fix it.
+import { accessSync, constants, existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { detectHostLayout } from '../../cgroup/index.js';
+import type { StatusView } from '../../daemon/api.js';
+import { nativePath } from '../../paths.js';
+import { openSys } from '../../sys/index.js';
+import { askDaemon } from '../ask-daemon.js';
+import { printJson } from '../format.js';
+import { globals } from '../global-options.js';
+
+interface Check {
+  name: string;
+  ok: boolean;
+  detail: string;
+  fix?: string;
+  /** Without it pvteardown cannot work at all (exit status 1). */
+  essential: boolean;
+}
+
+const HOOK = '/etc/libvirt/hooks/qemu.d/50-pvteardown';
+
+function onPath(prefix: string): string[] {
+  return (process.env.PATH ?? '').split(':').flatMap((dir) => {
+    try {
+      return readdirSync(dir).filter((f) => f.startsWith(prefix)).map((f) => path.join(dir, f));
+    } catch {
+      return [];
+    }
+  });
+}
+
+async function checks(cmd: Command): Promise<Check[]> {
+  const out: Check[] = [];
+  const add = (c: Check) => out.push(c);
+  const executable = (file: string) => {
+    try {
+      accessSync(file, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const helper = nativePath('pvteardown-helper');
+  add({ name: 'helper binary', ok: executable(helper), detail: helper, fix: 'build it: npm run build (make -C native)', essential: true });
+  const shim = nativePath('libpvteardown-shim.so');
+  add({ name: 'shim library', ok: existsSync(shim), detail: shim, fix: 'build it: npm run build (make -C native)', essential: true });
+  if (executable(helper)) {
+    const k = await openSys().probe();
+    add({ name: 'pidfd', ok: k.pidfd, detail: `kernel ${k.kernel}`, fix: 'Linux >= 5.3 is needed', essential: true });
+    add({ name: 'kcmp', ok: k.kcmp, detail: 'finds the helper that shares a guest\'s memory', fix: 'a kernel with CONFIG_KCMP (CHECKPOINT_RESTORE)', essential: true });
+    add({ name: 'process_mrelease', ok: k.processMrelease, detail: 'fallback for guests destroyed without a helper', fix: 'Linux >= 5.15 for the mrelease fallback', essential: false });
+  }
+  try {
+    const layout = detectHostLayout();
+    add({ name: 'cgroups', ok: true, detail: layout.version === 'v2' ? `v2 at ${layout.mount}` : `v1/hybrid: ${Object.values(layout.mounts).join(', ')}`, essential: true });
+  } catch (err) {
+    add({ name: 'cgroups', ok: false, detail: (err as Error).message, fix: 'mount cgroup2 with cpu and memory, or v1 cpu, cpuacct, freezer, memory', essential: true });
+  }
+  try {
+    const s = await askDaemon<StatusView>(cmd, { op: 'status' }, 3000);
+    add({ name: 'daemon', ok: true, detail: `pid ${s.daemon.pid} on ${globals(cmd).socket}`, essential: false });
+  } catch (err) {
+    add({ name: 'daemon', ok: false, detail: (err as Error).message, fix: 'start it: pvteardown daemon (or its service unit)', essential: false });
+  }
+  add({ name: 'libvirt', ok: existsSync('/run/libvirt/libvirt-sock'), detail: '/run/libvirt/libvirt-sock', fix: 'start libvirtd to manage guests through libvirt', essential: false });
+  const qemus = onPath('qemu-system-');
+  add({ name: 'QEMU', ok: qemus.length > 0, detail: qemus.join(', ') || 'no qemu-system-* on PATH', fix: 'install QEMU (e.g. qemu-system-x86, qemu-system-s390x)', essential: false });
+  add({ name: 'libvirt hook', ok: existsSync(HOOK), detail: HOOK, fix: 'pvteardown install, then restart libvirtd', essential: false });
+  return out;
+}
+
+export function registerDoctor(program: Command): void {
+  program
+    .command('doctor')
+    .description('check that this host can run pvteardown: binaries, kernel features, cgroups, daemon, libvirt, QEMU, hook; each problem with its fix. Exit 1 when an essential check fails')
+    .action(async (_opts: object, cmd: Command) => {
+      const results = await checks(cmd);
+      if (globals(cmd).json) printJson(results);
+      else {
+        for (const c of results) {
+          console.log(`${c.ok ? 'ok  ' : c.essential ? 'FAIL' : 'warn'}  ${c.name.padEnd(17)} ${c.detail}${c.ok || !c.fix ? '' : `\n      fix: ${c.fix}`}`);
+        }
+      }
+      process.exitCode = results.some((c) => c.essential && !c.ok) ? 1 : 0;
+    });
+}

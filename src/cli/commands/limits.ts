@@ -1,0 +1,28 @@
+// `pvteardown limits`: show or change how many teardowns run at once and their CPU budget.
+import type { Command } from 'commander';
+import type { Limits } from '../../daemon/api.js';
+import { askDaemon } from '../ask-daemon.js';
+import { bytes, printJson } from '../format.js';
+import { globals, wholeNumber } from '../global-options.js';
+
+export function registerLimits(program: Command): void {
+  program
+    .command('limits')
+    .description('show the pacing limits, or change them on the running daemon (until it restarts)')
+    .option('--max-concurrent <n>', 'teardowns that may run at once', wholeNumber('--max-concurrent', 1, 64))
+    .option('--cpu <percent|none>', "CPU budget in percent of one CPU, or 'none' for unlimited", (v: string) =>
+      v === 'none' ? null : wholeNumber('--cpu', 1, 102400)(v),
+    )
+    .action(async (opts: { maxConcurrent?: number; cpu?: number | null }, cmd: Command) => {
+      const req: { op: 'limits'; maxConcurrent?: number; cpuPercent?: number | null } = { op: 'limits' };
+      if (opts.maxConcurrent !== undefined) req.maxConcurrent = opts.maxConcurrent;
+      if (opts.cpu !== undefined) req.cpuPercent = opts.cpu;
+      const l = await askDaemon<Limits>(cmd, req);
+      if (globals(cmd).json) return printJson(l);
+      console.log(`max concurrent     ${l.maxConcurrent}`);
+      console.log(`cpu budget         ${l.cpuPercent === null ? 'unlimited' : `${l.cpuPercent}% of one CPU`}`);
+      console.log(`max freeze         ${l.maxFreezeSeconds} s`);
+      console.log(`admission          ${l.admissionPolicy}, waits up to ${l.admissionTimeoutSeconds} s, keeps ${bytes(l.reserveBytes)} free`);
+      console.log(`boost on pressure  PSI memory some avg10 > ${l.psiBoostThreshold}%`);
+    });
+}

@@ -1,0 +1,51 @@
+// `pvteardown status` and `pvteardown list`: what the daemon knows, what is still being cleared.
+import type { Command } from 'commander';
+import type { StatusView, TeardownView } from '../../daemon/api.js';
+import { askDaemon } from '../ask-daemon.js';
+import { bytes, printJson, seconds, table } from '../format.js';
+import { globals } from '../global-options.js';
+
+export function registerStatus(program: Command): void {
+  program
+    .command('status')
+    .description("the daemon, its cgroup root, limits, the kernel's features and how many teardowns are in each state")
+    .action(async (_opts: object, cmd: Command) => {
+      const s = await askDaemon<StatusView>(cmd, { op: 'status' });
+      if (globals(cmd).json) return printJson(s);
+      const k = s.kernel;
+      const yes = (b: boolean) => (b ? 'yes' : 'no');
+      console.log(`daemon      pid ${s.daemon.pid}, version ${s.daemon.version}, up since ${s.daemon.startedAt}`);
+      console.log(`cgroup      ${s.cgroup.version} ${s.cgroup.root}`);
+      console.log(
+        `limits      ${s.limits.maxConcurrent} at once, CPU ${s.limits.cpuPercent === null ? 'unlimited' : `${s.limits.cpuPercent}% of one CPU`}` +
+          `${s.boosted ? ' (boosted: budget lifted now)' : ''}, admission ${s.limits.admissionPolicy} up to ${s.limits.admissionTimeoutSeconds} s`,
+      );
+      console.log(`kernel      pidfd ${yes(k.pidfd)}, process_mrelease ${yes(k.processMrelease)}, process_mmput_async ${yes(k.mmputAsync)}, clone3 ${yes(k.clone3)}`);
+      console.log(`teardowns   ${Object.entries(s.counts).map(([state, n]) => `${n} ${state}`).join(', ')}; ${bytes(s.pendingBytes)} pending`);
+    });
+
+  program
+    .command('list')
+    .description('every teardown the daemon knows, newest last, with the memory each still has to clear')
+    .action(async (_opts: object, cmd: Command) => {
+      const rows = await askDaemon<TeardownView[]>(cmd, { op: 'list' });
+      if (globals(cmd).json) return printJson(rows);
+      if (rows.length === 0) return console.log('no teardowns');
+      console.log(
+        table(
+          ['ID', 'GUEST', 'PID', 'HELPER', 'STRATEGY', 'STATE', 'CPU', 'LEFT', 'CLEARED IN'],
+          rows.map((t) => [
+            t.id,
+            t.guest,
+            String(t.pid),
+            String(t.helperPid ?? '-'),
+            t.strategy,
+            t.state,
+            seconds(t.cpuUsec / 1000),
+            bytes(t.memoryLeftBytes),
+            t.exitedAt && t.finishedAt ? seconds(Date.parse(t.finishedAt) - Date.parse(t.exitedAt)) : '-',
+          ]),
+        ),
+      );
+    });
+}

@@ -1,0 +1,60 @@
+// `pvteardown wait <guest>`: block until a guest's memory is back, showing what is left.
+import type { Command } from 'commander';
+import type { TeardownView } from '../../daemon/api.js';
+import { askDaemon } from '../ask-daemon.js';
+import { bytes, printJson } from '../format.js';
+import { globals, wholeNumber } from '../global-options.js';
+
+const finished = (t: TeardownView) => t.state === 'done' || t.state === 'failed';
+
+/** A guest is named as libvirt does (name or UUID), or by a teardown id or the guest's pid. */
+function matches(t: TeardownView, ref: string): boolean {
+  return t.guest === ref || t.id === ref || String(t.pid) === ref || t.cgroup.endsWith(`/${ref}`);
+}
+
+function progressBar(left: number, total: number, width = 30): string {
+  const done = total > 0 ? Math.min(1, Math.max(0, 1 - left / total)) : 1;
+  const filled = Math.round(done * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${Math.round(done * 100)}%`;
+}
+
+export function registerWait(program: Command): void {
+  program
+    .command('wait')
+    .description(
+      "block until the memory of a guest's latest teardown is back: a progress bar on a terminal, a line per " +
+        'second otherwise. Exit 0 when done, 1 when it failed, 3 on --timeout.',
+    )
+    .argument('<guest>', 'domain name or UUID, teardown id, or guest pid')
+    .option('--timeout <s>', 'give up after this many seconds', wholeNumber('--timeout', 1, 86400))
+    .action(async (ref: string, opts: { timeout?: number }, cmd: Command) => {
+      const deadline = opts.timeout ? Date.now() + opts.timeout * 1000 : Infinity;
+      const tty = process.stderr.isTTY && !globals(cmd).json;
+      let lastLine = 0;
+      for (;;) {
+        const all = await askDaemon<TeardownView[]>(cmd, { op: 'list' });
+        const t = all.filter((v) => matches(v, ref)).at(-1);
+        if (!t) throw new Error(`no teardown for '${ref}': pvteardown list shows the guests the daemon knows`);
+        if (finished(t)) {
+          if (tty) process.stderr.write('\n');
+          if (globals(cmd).json) printJson(t);
+          else console.log(`${t.guest}: ${t.state}${t.error ? `: ${t.error}` : `, ${bytes(t.bytes)} cleared`}`);
+          process.exitCode = t.state === 'done' ? 0 : 1;
+          return;
+        }
+        if (Date.now() > deadline) {
+          if (tty) process.stderr.write('\n');
+          process.stderr.write(`pvteardown: wait: ${t.guest} still ${t.state} after ${opts.timeout} s, ${bytes(t.memoryLeftBytes)} left\n`);
+          process.exitCode = 3;
+          return;
+        }
+        const status = `${t.guest}: ${t.state}, ${bytes(t.memoryLeftBytes)} left`;
+        if (tty) process.stderr.write(`\r${progressBar(t.memoryLeftBytes, t.bytes)} ${status}\x1b[K`);
+        else if (Date.now() - lastLine >= 1000 && !globals(cmd).json) {
+          console.log(status);
+          lastLine = Date.now();
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    });
+}

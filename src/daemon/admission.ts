@@ -1,0 +1,57 @@
+// "Can a guest of M bytes start?" While teardowns still hold memory the guest needs, boost them
+// and wait (bounded) for the memory to come back, instead of letting the start push the host into
+// OOM. Policy warn lets the start go on after the wait; strict refuses it.
+import type { AdmitResult } from './api.js';
+import type { DaemonContext } from './context.js';
+import { availableBytes } from './memory.js';
+import { isFinished } from './teardown.js';
+
+/** What each helper still holds: its RSS (the guest's pages stay charged to the guest's memcg,
+ * wherever the helper is moved, so the teardown's cgroup cannot say). */
+export function refreshMemory(ctx: DaemonContext): void {
+  for (const t of ctx.registry.all()) {
+    if (isFinished(t.state) || !t.record.helperPid) continue;
+    t.memoryLeftBytes = ctx.sys.rssBytes(t.record.helperPid);
+    if (!t.record.exitedAt) t.record.bytes = Math.max(t.record.bytes, t.memoryLeftBytes);
+  }
+}
+
+export function pendingBytes(ctx: DaemonContext): number {
+  return ctx.registry
+    .all()
+    .filter((t) => t.record.exitedAt && !isFinished(t.state))
+    .reduce((sum, t) => sum + t.memoryLeftBytes, 0);
+}
+
+export async function admit(ctx: DaemonContext, bytes: number, timeoutSeconds?: number): Promise<AdmitResult> {
+  const started = Date.now();
+  const deadline = started + 1000 * (timeoutSeconds ?? ctx.limits.admissionTimeoutSeconds);
+  const fits = () => bytes + ctx.limits.reserveBytes <= availableBytes();
+  const reason = `admission-${started}-${Math.random()}`;
+  try {
+    for (;;) {
+      refreshMemory(ctx);
+      if (fits() || pendingBytes(ctx) === 0 || Date.now() >= deadline) break;
+      ctx.pacer.boost(reason);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    ctx.pacer.unboost(reason);
+  }
+  const ok = fits();
+  const result: AdmitResult = {
+    fits: ok,
+    waitedMs: Date.now() - started,
+    availableBytes: availableBytes(),
+    pendingBytes: pendingBytes(ctx),
+    allow: ok || ctx.limits.admissionPolicy === 'warn',
+    message: '',
+  };
+  const gib = (n: number) => `${(n / 2 ** 30).toFixed(1)} GiB`;
+  result.message = ok
+    ? `${gib(bytes)} fits (${gib(result.availableBytes)} available)`
+    : `${gib(bytes)} + ${gib(ctx.limits.reserveBytes)} reserve does not fit in ${gib(result.availableBytes)} available; ` +
+      `${gib(result.pendingBytes)} still being cleared after ${(result.waitedMs / 1000).toFixed(1)} s` +
+      (result.allow ? ' (policy warn: starting anyway)' : ' (policy strict: start refused)');
+  return result;
+}

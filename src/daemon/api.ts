@@ -1,0 +1,90 @@
+// The daemon's contract (design.md §5): what a teardown looks like from outside, and the requests
+// the socket accepts. The CLI, the libvirt hook and the tests rely on these shapes.
+
+export type Strategy = 'shim' | 'qemu' | 'mmput-async' | 'mrelease';
+export const STRATEGIES: readonly Strategy[] = ['shim', 'qemu', 'mmput-async', 'mrelease'];
+
+/**
+ * armed    a helper shares the live guest's mm, moved into its own cgroup
+ * queued   the guest exited; the helper is frozen until the queue gives it a slot
+ * running  the helper is tearing the memory down
+ * done     the helper exited: memory back, accounted
+ * fallback the guest died with no helper sharing its mm; reaped by process_mrelease instead
+ * failed   the teardown could not be managed (the error says why); the kernel still frees the memory
+ */
+export type TeardownState = 'armed' | 'queued' | 'running' | 'done' | 'fallback' | 'failed';
+export const TEARDOWN_STATES: readonly TeardownState[] = ['armed', 'queued', 'running', 'done', 'fallback', 'failed'];
+
+/** One row of `list --json`. Times are ISO 8601 strings, null until they happen. */
+export interface TeardownView {
+  id: string;
+  guest: string;
+  pid: number;
+  helperPid: number | null;
+  strategy: Strategy;
+  state: TeardownState;
+  armedAt: string;
+  exitedAt: string | null;
+  finishedAt: string | null;
+  cpuUsec: number;
+  memoryLeftBytes: number;
+  cgroup: string;
+  /** The guest's resident memory when it exited: what the teardown frees. */
+  bytes: number;
+  error?: string;
+}
+
+export interface Limits {
+  maxConcurrent: number;
+  /** CPU budget of all teardowns together, percent of one CPU; null = unlimited. */
+  cpuPercent: number | null;
+  maxFreezeSeconds: number;
+  admissionTimeoutSeconds: number;
+  admissionPolicy: 'warn' | 'strict';
+  /** Memory kept free when admitting a guest. */
+  reserveBytes: number;
+  /** PSI memory "some avg10" above which teardowns are boosted. */
+  psiBoostThreshold: number;
+}
+
+export interface KernelFeatures {
+  pidfd: boolean;
+  processMrelease: boolean;
+  mmputAsync: boolean;
+  clone3: boolean;
+}
+
+export interface StatusView {
+  daemon: { pid: number; version: string; startedAt: string; socket: string; stateDir: string };
+  cgroup: { version: 'v1' | 'v2'; root: string };
+  limits: Limits;
+  kernel: KernelFeatures;
+  counts: Record<TeardownState, number>;
+  boosted: boolean;
+  pendingBytes: number;
+}
+
+/** Admission answer: may a guest of `bytes` start now? */
+export interface AdmitResult {
+  fits: boolean;
+  waitedMs: number;
+  availableBytes: number;
+  pendingBytes: number;
+  /** What the hook should do: always true under policy warn. */
+  allow: boolean;
+  message: string;
+}
+
+/** Requests: one JSON object per line. Unknown ops and unknown fields are errors. */
+export type Request =
+  | { op: 'status' }
+  | { op: 'list' }
+  | { op: 'arm'; pid: number; guest?: string; strategy?: Strategy; uuid?: string }
+  | { op: 'exited'; pid?: number; guest?: string }
+  | { op: 'limits'; maxConcurrent?: number; cpuPercent?: number | null }
+  | { op: 'admit'; bytes: number; guest?: string; timeoutSeconds?: number };
+
+export type Response<T = unknown> = { ok: true; result: T } | { ok: false; error: string };
+
+/** Largest request line the daemon reads; longer lines are refused and the connection closed. */
+export const MAX_REQUEST_BYTES = 64 * 1024;

@@ -1,0 +1,118 @@
+// Where a teardown starts: a guest process is armed once a helper that will free its memory is
+// known and has been moved into a cgroup of its own under pvteardown's root.
+import { spawn } from 'node:child_process';
+import { nativePath } from '../paths.js';
+import type { Strategy } from './api.js';
+import { nowIso, type DaemonContext } from './context.js';
+import { guestExited } from './exit.js';
+import { findSharingHelper } from './find-helper.js';
+import { Teardown, teardownId, type TeardownRecord } from './teardown.js';
+
+export interface ArmRequest {
+  pid: number;
+  guest?: string;
+  uuid?: string;
+  strategy?: Strategy;
+}
+
+/** How long `arm` waits for the shim's helper to appear (it is cloned before the program's main). */
+const HELPER_APPEARS_MS = 2000;
+
+export class ArmError extends Error {}
+
+/** Arms `pid`; arming an armed guest again returns its teardown (hooks may repeat themselves). */
+export async function arm(ctx: DaemonContext, req: ArmRequest): Promise<Teardown> {
+  const pidStart = ctx.sys.processStartTime(req.pid);
+  if (pidStart === null) throw new ArmError(`no process with pid ${req.pid}`);
+  const existing = ctx.registry.live(req.pid, pidStart);
+  if (existing) return existing;
+  if (req.strategy === 'mrelease') {
+    throw new ArmError('strategy mrelease is not armed: it applies when a guest is destroyed with no helper (pvteardown destroy)');
+  }
+
+  let helper: { pid: number; strategy: Strategy } | null = null;
+  if (req.strategy !== 'mmput-async') helper = await findSharingHelper(ctx.sys, req.pid, req.strategy, HELPER_APPEARS_MS);
+  if (!helper && (req.strategy === 'mmput-async' || (req.strategy === undefined && ctx.mmputAsyncNr !== null))) {
+    helper = { pid: await startMmputAsyncHelper(ctx, req.pid), strategy: 'mmput-async' };
+  }
+  if (!helper) throw new ArmError(noHelperMessage(req.pid, req.strategy, ctx.mmputAsyncNr));
+  const t = createTeardown(ctx, { ...req, pidStart, helperPid: helper.pid, strategy: helper.strategy });
+  watchGuest(ctx, t);
+  ctx.log.info({ id: t.id, guest: t.record.guest, pid: req.pid, helper: helper.pid, strategy: helper.strategy }, 'armed');
+  return t;
+}
+
+export interface NewTeardown extends ArmRequest {
+  pidStart: number;
+  helperPid: number;
+  strategy: Strategy;
+}
+
+/** The cgroup, then the state file, then the move: a crash between any two steps is recoverable. */
+export function createTeardown(ctx: DaemonContext, n: NewTeardown): Teardown {
+  const id = teardownId(n.pid, n.pidStart);
+  ctx.cgroups.create(id);
+  const record: TeardownRecord = {
+    id,
+    guest: n.guest ?? `pid ${n.pid}`,
+    pid: n.pid,
+    pidStart: n.pidStart,
+    helperPid: n.helperPid,
+    helperStart: ctx.sys.processStartTime(n.helperPid),
+    strategy: n.strategy,
+    state: 'armed',
+    armedAt: nowIso(),
+    exitedAt: null,
+    finishedAt: null,
+    cpuUsec: 0,
+    bytes: ctx.sys.rssBytes(n.helperPid),
+  };
+  if (n.uuid) record.uuid = n.uuid;
+  const t = new Teardown(record, ctx.cgroups.primaryPath(id));
+  t.memoryLeftBytes = record.bytes;
+  ctx.registry.add(t);
+  ctx.cgroups.addProcess(id, n.helperPid);
+  return t;
+}
+
+/** The guest's exit hands the teardown to the queue. */
+export function watchGuest(ctx: DaemonContext, t: Teardown): void {
+  ctx.sys.waitExit(t.record.pid, { signal: ctx.stopping }).then(
+    () => guestExited(ctx, t),
+    (err: unknown) => {
+      if (!ctx.stopping.aborted) ctx.log.error({ id: t.id, err: String(err) }, 'lost track of a guest');
+    },
+  );
+}
+
+/** The proposed syscall sleeps in this helper until the guest's last user is gone, then tears the
+ * memory down here, in the helper's cgroup. It outlives the daemon (detached) like any helper. */
+async function startMmputAsyncHelper(ctx: DaemonContext, pid: number): Promise<number> {
+  if (ctx.mmputAsyncNr === null) {
+    throw new ArmError('strategy mmput-async needs the syscall number of process_mmput_async on this kernel: start the daemon with --mmput-async-nr N');
+  }
+  const child = spawn(nativePath('pvteardown-helper'), ['mmput-async', '--pid', String(pid), '--nr', String(ctx.mmputAsyncNr)], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  // A kernel without the syscall or a wrong number fails at once; a working call blocks.
+  const early = await new Promise<number | null>((resolve) => {
+    const timer = setTimeout(() => resolve(null), 300);
+    child.once('exit', (code) => (clearTimeout(timer), resolve(code ?? 1)));
+  });
+  if (early !== null) throw new ArmError(stderr.trim().replace(/^pvteardown-helper: /, '') || `mmput-async helper exited with ${early}`);
+  child.stderr!.destroy();
+  child.unref();
+  return child.pid!;
+}
+
+function noHelperMessage(pid: number, strategy: Strategy | undefined, mmputAsyncNr: number | null): string {
+  const what = strategy === 'qemu' ? `QEMU's cleanup/${pid}` : strategy === 'shim' ? `pvtd/${pid}` : `pvtd/${pid} or cleanup/${pid}`;
+  return (
+    `no teardown helper shares the memory of pid ${pid} (looked for ${what} for ${HELPER_APPEARS_MS / 1000} s): ` +
+    'start the program with `pvteardown exec` or the emulator wrapper (shim), or QEMU with -run-with async-teardown=on (qemu)' +
+    (mmputAsyncNr === null ? ', or on a kernel with process_mmput_async start the daemon with --mmput-async-nr N' : '')
+  );
+}

@@ -1,0 +1,24 @@
+// What every part of the daemon works with, passed explicitly instead of through globals.
+import type { Logger } from 'pino';
+import type { CgroupBackend } from '../cgroup/index.js';
+import type { Sys } from '../sys/index.js';
+import type { Limits } from './api.js';
+import type { Journal } from './journal.js';
+import type { Pacer } from './pacing.js';
+import type { Registry } from './registry.js';
+
+export interface DaemonContext {
+  log: Logger;
+  cgroups: CgroupBackend;
+  sys: Sys;
+  registry: Registry;
+  journal: Journal;
+  pacer: Pacer;
+  limits: Limits;
+  /** process_mmput_async's syscall number on this kernel, when configured (never guessed). */
+  mmputAsyncNr: number | null;
+  /** Aborted when the daemon stops: ends every wait on a guest or helper. */
+  stopping: AbortSignal;
+}
+
+export const nowIso = (): string => new Date().toISOString();

@@ -1,0 +1,140 @@
+// The daemon: owns pvteardown's cgroup subtree, arms guests, paces their teardowns, records
+// them, and answers the CLI and the libvirt hook on a unix socket. Policy lives in the modules it
+// wires together (pacing, admission); this file only connects them to the outside.
+import { mkdirSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { pino, type Logger } from 'pino';
+import { openCgroups } from '../cgroup/index.js';
+import { openSys } from '../sys/index.js';
+import { admit, pendingBytes, refreshMemory } from './admission.js';
+import type { Limits, Request, StatusView, TeardownView } from './api.js';
+import { arm } from './arm.js';
+import type { DaemonContext } from './context.js';
+import { guestExited } from './exit.js';
+import { Journal } from './journal.js';
+import { memoryPressure } from './memory.js';
+import { serveMetrics } from './metrics.js';
+import { Pacer } from './pacing.js';
+import { recover } from './recovery.js';
+import { Registry } from './registry.js';
+import { serveSocket } from './socket-server.js';
+import { StateFiles } from './state-files.js';
+import { isFinished } from './teardown.js';
+
+export const VERSION = '0.1.0';
+
+export interface DaemonOptions {
+  socket: string;
+  cgroupRoot?: string;
+  stateDir: string;
+  limits: Limits;
+  mmputAsyncNr: number | null;
+  metrics?: string;
+  log?: Logger;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxConcurrent: 2,
+  cpuPercent: null,
+  maxFreezeSeconds: 300,
+  admissionTimeoutSeconds: 30,
+  admissionPolicy: 'warn',
+  reserveBytes: 512 * 2 ** 20,
+  psiBoostThreshold: 10,
+};
+
+const TICK_MS = 1000;
+
+export interface RunningDaemon {
+  ctx: DaemonContext;
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
+  const log = opts.log ?? pino({ name: 'pvteardown' });
+  mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
+  const cgroups = openCgroups(opts.cgroupRoot ? { rootName: opts.cgroupRoot } : {});
+  cgroups.ensureRoot();
+  const files = new StateFiles(opts.stateDir);
+  const stopping = new AbortController();
+  const ctx: DaemonContext = {
+    log,
+    cgroups,
+    sys: openSys(),
+    registry: new Registry(files),
+    journal: new Journal(opts.stateDir),
+    pacer: new Pacer(cgroups, opts.limits, log),
+    limits: { ...opts.limits },
+    mmputAsyncNr: opts.mmputAsyncNr,
+    stopping: stopping.signal,
+  };
+  const kernel = await ctx.sys.probe(opts.mmputAsyncNr === null ? {} : { mmputAsyncNr: opts.mmputAsyncNr });
+  const startedAt = new Date().toISOString();
+
+  const summary = await recover(ctx, files);
+  log.info({ ...summary, cgroup: cgroups.paths, sys: ctx.sys.kind }, 'recovered');
+
+  const status = (): StatusView => ({
+    daemon: { pid: process.pid, version: VERSION, startedAt, socket: opts.socket, stateDir: opts.stateDir },
+    cgroup: { version: cgroups.version, root: cgroups.paths[0]! },
+    limits: ctx.limits,
+    kernel: { pidfd: kernel.pidfd, processMrelease: kernel.processMrelease, mmputAsync: kernel.mmputAsync, clone3: kernel.clone3 },
+    counts: ctx.registry.counts(),
+    boosted: ctx.pacer.boosted,
+    pendingBytes: pendingBytes(ctx),
+  });
+
+  const handle = async (req: Request): Promise<unknown> => {
+    switch (req.op) {
+      case 'status':
+        return status();
+      case 'list':
+        refreshMemory(ctx);
+        return ctx.registry.all().map((t): TeardownView => t.view());
+      case 'arm': {
+        const armReq: Parameters<typeof arm>[1] = { pid: req.pid };
+        if (req.guest !== undefined) armReq.guest = req.guest;
+        if (req.uuid !== undefined) armReq.uuid = req.uuid;
+        if (req.strategy !== undefined) armReq.strategy = req.strategy;
+        return (await arm(ctx, armReq)).view();
+      }
+      case 'exited': {
+        const live = ctx.registry
+          .all()
+          .filter((t) => !isFinished(t.state) && (t.record.pid === req.pid || t.record.guest === req.guest || t.record.uuid === req.guest));
+        for (const t of live) guestExited(ctx, t);
+        return live.map((t) => t.view());
+      }
+      case 'limits': {
+        if (req.maxConcurrent !== undefined) ctx.limits.maxConcurrent = req.maxConcurrent;
+        if (req.cpuPercent !== undefined) ctx.limits.cpuPercent = req.cpuPercent;
+        ctx.pacer.setLimits(ctx.limits);
+        return ctx.limits;
+      }
+      case 'admit':
+        return admit(ctx, req.bytes, req.timeoutSeconds);
+    }
+  };
+  const server = await serveSocket(opts.socket, handle);
+  const metrics: Server | undefined = opts.metrics ? await serveMetrics(ctx, opts.metrics) : undefined;
+
+  const tick = setInterval(() => {
+    refreshMemory(ctx);
+    const pressure = memoryPressure();
+    if (pressure !== null && pressure > ctx.limits.psiBoostThreshold && pendingBytes(ctx) > 0) ctx.pacer.boost('psi');
+    else ctx.pacer.unboost('psi');
+  }, TICK_MS);
+
+  log.info({ socket: opts.socket, stateDir: opts.stateDir, limits: ctx.limits, kernel }, 'pvteardown daemon ready');
+  return {
+    ctx,
+    stop: async () => {
+      clearInterval(tick);
+      stopping.abort();
+      ctx.pacer.thawAll();
+      await server.close();
+      metrics?.close();
+      log.info('pvteardown daemon stopped; helpers go on in their cgroups under the CPU budget');
+    },
+  };
+}

@@ -1,0 +1,84 @@
+// Accounting of finished teardowns: JSON lines in <state-dir>/journal.jsonl, rotated by size.
+// Each teardown is recorded exactly once, also across daemon restarts: the ids already written
+// are read back at start.
+import { appendFileSync, existsSync, readFileSync, renameSync, statSync } from 'node:fs';
+import path from 'node:path';
+
+export interface JournalEntry {
+  id: string;
+  guest: string;
+  pid: number;
+  strategy: string;
+  state: string;
+  armedAt: string;
+  exitedAt: string | null;
+  finishedAt: string;
+  wallMs: number | null;
+  cpuUsec: number;
+  bytes: number;
+  error?: string;
+  /** Finished while no daemon watched: finishedAt is when the daemon found out. */
+  finishedUnwatched?: boolean;
+}
+
+export class Journal {
+  readonly file: string;
+  private readonly written = new Set<string>();
+
+  constructor(
+    stateDir: string,
+    private readonly maxBytes = 1 << 20,
+    private readonly keep = 3,
+  ) {
+    this.file = path.join(stateDir, 'journal.jsonl');
+    for (const f of this.files()) {
+      for (const line of readFileSync(f, 'utf8').split('\n')) {
+        try {
+          this.written.add((JSON.parse(line) as JournalEntry).id);
+        } catch {
+          /* a torn last line from a crash is skipped */
+        }
+      }
+    }
+  }
+
+  has(id: string): boolean {
+    return this.written.has(id);
+  }
+
+  /** Appends unless this teardown is already recorded; returns whether it wrote. */
+  record(entry: JournalEntry): boolean {
+    if (this.written.has(entry.id)) return false;
+    this.rotateIfFull();
+    appendFileSync(this.file, JSON.stringify(entry) + '\n', { mode: 0o600 });
+    this.written.add(entry.id);
+    return true;
+  }
+
+  /** Oldest first. */
+  entries(): JournalEntry[] {
+    return this.files()
+      .flatMap((f) => readFileSync(f, 'utf8').split('\n'))
+      .filter(Boolean)
+      .flatMap((line) => {
+        try {
+          return [JSON.parse(line) as JournalEntry];
+        } catch {
+          return [];
+        }
+      });
+  }
+
+  private files(): string[] {
+    const rotated = Array.from({ length: this.keep }, (_, i) => `${this.file}.${this.keep - i}`);
+    return [...rotated, this.file].filter((f) => existsSync(f));
+  }
+
+  private rotateIfFull(): void {
+    if (!existsSync(this.file) || statSync(this.file).size < this.maxBytes) return;
+    for (let i = this.keep - 1; i >= 1; i--) {
+      if (existsSync(`${this.file}.${i}`)) renameSync(`${this.file}.${i}`, `${this.file}.${i + 1}`);
+    }
+    renameSync(this.file, `${this.file}.1`);
+  }
+}

@@ -1,0 +1,39 @@
+// Prometheus text metrics on a local address, when asked for (--metrics HOST:PORT).
+import { createServer, type Server } from 'node:http';
+import type { DaemonContext } from './context.js';
+import { pendingBytes } from './admission.js';
+
+export function renderMetrics(ctx: DaemonContext): string {
+  const lines: string[] = [];
+  const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
+  };
+  const counts = ctx.registry.counts();
+  metric('pvteardown_teardowns', 'gauge', 'Teardowns known to the daemon, by state.',
+    Object.entries(counts).map(([state, n]) => [`{state="${state}"}`, n]));
+  metric('pvteardown_memory_pending_bytes', 'gauge', 'Memory of exited guests not yet cleared.', [['', pendingBytes(ctx)]]);
+  const journal = ctx.journal.entries();
+  metric('pvteardown_teardown_cpu_seconds_total', 'counter', 'CPU spent by finished teardowns (journal).',
+    [['', journal.reduce((s, e) => s + e.cpuUsec, 0) / 1e6]]);
+  metric('pvteardown_teardown_bytes_total', 'counter', 'Memory cleared by finished teardowns (journal).',
+    [['', journal.reduce((s, e) => s + e.bytes, 0)]]);
+  metric('pvteardown_boosted', 'gauge', '1 while the CPU budget is lifted.', [['', ctx.pacer.boosted ? 1 : 0]]);
+  return lines.join('\n') + '\n';
+}
+
+export function serveMetrics(ctx: DaemonContext, address: string): Promise<Server> {
+  const m = /^(.+):(\d+)$/.exec(address);
+  if (!m) throw new Error(`--metrics '${address}' is not HOST:PORT (e.g. 127.0.0.1:9477)`);
+  const server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end('only /metrics here\n');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(renderMetrics(ctx));
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(Number(m[2]), m[1]!.replace(/^\[|\]$/g, ''), () => resolve(server));
+  });
+}

@@ -1,0 +1,107 @@
+// A real pvteardown daemon for tests: its own socket, state dir and cgroup root, so it never meets
+// a production daemon's teardowns; killed, restarted and cleaned up like a service would be.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { openCgroups, type CgroupBackend } from '../../src/cgroup/index.js';
+import type { Request, TeardownView } from '../../src/daemon/api.js';
+import { request } from '../../src/daemon/socket-client.js';
+import { packageRoot } from '../../src/paths.js';
+
+export const CLI = path.join(packageRoot, 'dist', 'src', 'cli', 'main.js');
+
+export interface TestDaemon {
+  socket: string;
+  stateDir: string;
+  cgroupRoot: string;
+  cgroups: CgroupBackend;
+  process: ChildProcess;
+  log(): string;
+  ask<T>(req: Request): Promise<T>;
+  list(): Promise<TeardownView[]>;
+  /** Starts the daemon again on the same socket, state dir and cgroup root. */
+  restart(): Promise<void>;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Stops the daemon, kills every process left in its groups, removes them and the state dir. */
+  cleanup(): Promise<void>;
+}
+
+export async function startTestDaemon(flags: string[] = []): Promise<TestDaemon> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pvteardown-test-'));
+  const socket = path.join(dir, 'pvteardown.sock');
+  const stateDir = path.join(dir, 'state');
+  const cgroupRoot = `pvteardown-test-${randomBytes(4).toString('hex')}`;
+  let log = '';
+  let child!: ChildProcess;
+
+  const launch = async () => {
+    child = spawn(process.execPath, [CLI, '--socket', socket, 'daemon', '--cgroup-root', cgroupRoot, '--state-dir', stateDir, ...flags], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout!.on('data', (d) => (log += d));
+    child.stderr!.on('data', (d) => (log += d));
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`daemon exited with ${child.exitCode}: ${log}`);
+      try {
+        await request(socket, { op: 'status' }, { timeoutMs: 1000 });
+        return;
+      } catch {
+        if (Date.now() > deadline) throw new Error(`daemon did not answer within 15 s: ${log}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  };
+  await launch();
+
+  const kill = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const ended = new Promise((r) => child.once('exit', r));
+    child.kill(signal);
+    await ended;
+  };
+  const daemon: TestDaemon = {
+    socket,
+    stateDir,
+    cgroupRoot,
+    cgroups: openCgroups({ rootName: cgroupRoot }),
+    get process() {
+      return child;
+    },
+    log: () => log,
+    ask: <T>(req: Request) => request<T>(socket, req, { timeoutMs: 60_000 }),
+    list: () => request<TeardownView[]>(socket, { op: 'list' }, { timeoutMs: 10_000 }),
+    restart: launch,
+    kill,
+    cleanup: async () => {
+      await kill('SIGTERM');
+      const cg = daemon.cgroups;
+      for (const id of cg.list()) {
+        cg.kill(id);
+        await cg.waitEmpty(id, { timeoutMs: 20_000 }).catch(() => undefined);
+        cg.remove(id);
+      }
+      try {
+        cg.removeRoot();
+      } catch {
+        /* already gone */
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return daemon;
+}
+
+/** Polls until `done` says so, or fails naming what was last seen. */
+export async function until<T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T;
+  for (;;) {
+    last = await probe();
+    if (done(last)) return last;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,209 @@
+// The daemon on real processes and real cgroups: queueing, pacing, recovery after a crash,
+// adoption of helpers started while no daemon ran, admission, and a robust socket.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
+import { createInterface } from 'node:readline';
+import { after, describe, it } from 'node:test';
+import type { AdmitResult, StatusView, TeardownView } from '../../src/daemon/api.js';
+import { Journal } from '../../src/daemon/journal.js';
+import { availableBytes } from '../../src/daemon/memory.js';
+import { nativePath } from '../../src/paths.js';
+import { CLI, startTestDaemon, until, type TestDaemon } from '../support/daemon.js';
+import { killAndTime, requireRoot, startFakeGuest, testCgroups } from '../support/system.js';
+
+const GiB = 2 ** 30;
+const root = process.getuid?.() === 0;
+
+/** A guest run the way an operator would: `pvteardown exec --name NAME -- fakeguest`. */
+async function execGuest(d: TestDaemon, name: string, mib: number): Promise<{ pid: number; stderr: () => string }> {
+  const child = spawn(process.execPath, [CLI, '--socket', d.socket, 'exec', '--name', name, '--', nativePath('pvteardown-fakeguest'), '--mib', String(mib)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (x) => (stderr += x));
+  after(() => {
+    child.kill('SIGKILL');
+  });
+  const first = await createInterface({ input: child.stdout })[Symbol.asyncIterator]().next();
+  const m = /^READY (\d+)$/.exec(String(first.value));
+  if (!m) throw new Error(`guest ${name} did not start: ${String(first.value)} ${stderr}`);
+  return { pid: Number(m[1]), stderr: () => stderr };
+}
+
+const byGuest = (rows: TeardownView[], name: string) => rows.filter((t) => t.guest === name).at(-1);
+const allDone = (names: string[]) => (rows: TeardownView[]) => names.every((n) => byGuest(rows, n)?.state === 'done');
+
+describe('pvteardown daemon', { concurrency: false }, () => {
+  const daemons: TestDaemon[] = [];
+  after(async () => {
+    for (const d of daemons) await d.cleanup();
+  });
+  const daemon = async (flags: string[]) => {
+    const d = await startTestDaemon(flags);
+    daemons.push(d);
+    return d;
+  };
+
+  it('three 1 GiB guests killed together with maxConcurrent 1: never more than one running, all done with their CPU', async (t) => {
+    if (!requireRoot(t) || !root) return;
+    // What tearing down 1 GiB costs here, measured on a plain guest in its own group.
+    const cg = testCgroups(t);
+    cg.create('plain');
+    const plain = await startFakeGuest({ mib: 1024, cgroup: { backend: cg, id: 'plain' } });
+    const before = cg.cpuUsageUsec('plain');
+    await killAndTime(plain.pid);
+    const plainUsec = cg.cpuUsageUsec('plain') - before;
+
+    const d = await daemon(['--max-concurrent', '1', '--cpu', '50']);
+    const names = ['q1', 'q2', 'q3'];
+    const guests = await Promise.all(names.map((n) => execGuest(d, n, 1024)));
+    await until('three armed guests', () => d.list(), (rows) => names.every((n) => byGuest(rows, n)?.state === 'armed'));
+    for (const g of guests) process.kill(g.pid, 'SIGKILL');
+
+    let maxRunning = 0;
+    let sawQueued = false;
+    const rows = await until('all three done', () => d.list(), (rows) => {
+      maxRunning = Math.max(maxRunning, rows.filter((r) => r.state === 'running').length);
+      sawQueued ||= rows.some((r) => r.state === 'queued');
+      return allDone(names)(rows);
+    });
+    assert.equal(maxRunning, 1, 'at most one teardown ran at a time');
+    assert.ok(sawQueued, 'the others waited in the queue');
+    for (const n of names) {
+      const r = byGuest(rows, n)!;
+      t.diagnostic(`${n}: cpu ${r.cpuUsec} us (plain teardown ${plainUsec} us), ${r.bytes} bytes, cleared in ${Date.parse(r.finishedAt!) - Date.parse(r.exitedAt!)} ms`);
+      assert.ok(r.cpuUsec >= plainUsec * 0.5 && r.cpuUsec <= plainUsec * 2, `${n}: cpuUsec ${r.cpuUsec} not close to ${plainUsec}`);
+      assert.ok(r.bytes >= 0.9 * GiB, `${n}: recorded ${r.bytes} bytes`);
+      assert.equal(r.memoryLeftBytes, 0);
+    }
+    const journal = new Journal(d.stateDir).entries();
+    for (const n of names) assert.equal(journal.filter((e) => e.guest === n).length, 1, `${n} journaled once`);
+    assert.deepEqual(d.cgroups.list(), [], 'every teardown cgroup is removed');
+  });
+
+  it('a 25% CPU budget makes a 2 GiB teardown at least twice as slow as no budget', async (t) => {
+    if (!requireRoot(t) || !root) return;
+    const d = await daemon(['--max-concurrent', '1']);
+    const clearedMs = async (name: string) => {
+      const g = await execGuest(d, name, 2048);
+      await until(`${name} armed`, () => d.list(), (rows) => byGuest(rows, name)?.state === 'armed');
+      process.kill(g.pid, 'SIGKILL');
+      const r = byGuest(await until(`${name} done`, () => d.list(), allDone([name])), name)!;
+      return Date.parse(r.finishedAt!) - Date.parse(r.exitedAt!);
+    };
+    const free = await clearedMs('unbudgeted');
+    await d.ask({ op: 'limits', cpuPercent: 25 });
+    const paced = await clearedMs('budgeted');
+    t.diagnostic(`2 GiB cleared in ${free} ms unlimited, ${paced} ms at 25%`);
+    assert.ok(paced >= 2 * free, `paced ${paced} ms is not twice ${free} ms`);
+  });
+
+  it('SIGKILLed with two teardowns frozen in the queue, a restarted daemon leaves nothing frozen without a slot and records each once', async (t) => {
+    if (!requireRoot(t) || !root) return;
+    const d = await daemon(['--max-concurrent', '1', '--cpu', '5']);
+    const names = ['r1', 'r2', 'r3'];
+    const guests = await Promise.all(names.map((n) => execGuest(d, n, 1024)));
+    await until('armed', () => d.list(), (rows) => names.every((n) => byGuest(rows, n)?.state === 'armed'));
+    for (const g of guests) process.kill(g.pid, 'SIGKILL');
+    const rows = await until('one running, two queued', () => d.list(), (rows) =>
+      rows.filter((r) => r.state === 'running').length === 1 && rows.filter((r) => r.state === 'queued').length === 2);
+    const queuedIds = rows.filter((r) => r.state === 'queued').map((r) => r.id);
+    assert.deepEqual(queuedIds.map((id) => d.cgroups.isFrozen(id)), [true, true], 'queued helpers are frozen');
+
+    await d.kill('SIGKILL');
+    assert.deepEqual(queuedIds.map((id) => d.cgroups.isFrozen(id)), [true, true], 'a dead daemon leaves them frozen: the worst case');
+    const restartedAt = Date.now();
+    await d.restart();
+    await until('nothing frozen without a queue slot', async () => {
+      const now = await d.list();
+      return d.cgroups.list().filter((id) => d.cgroups.isFrozen(id) && now.find((r) => r.id === id)?.state !== 'queued');
+    }, (frozenWithoutSlot) => frozenWithoutSlot.length === 0, 5000);
+    t.diagnostic(`restart to consistent: ${Date.now() - restartedAt} ms`);
+    await d.ask({ op: 'limits', cpuPercent: null });
+    await until('all done', () => d.list(), allDone(names), 60_000);
+    const journal = new Journal(d.stateDir).entries();
+    for (const n of names) assert.equal(journal.filter((e) => e.guest === n).length, 1, `${n} journaled exactly once`);
+  });
+
+  it('with no daemon, exec still exits at once; a daemon started later adopts the helper and records the teardown', async (t) => {
+    if (!requireRoot(t) || !root) return;
+    const d = await daemon([]);
+    await d.kill('SIGTERM');
+    const g = await execGuest(d, 'lonely', 512);
+    await until('the no-daemon note', async () => g.stderr(), (s) => s.includes('no daemon'), 5000);
+    await d.restart();
+    const adopted = await until('adopted', () => d.list(), (rows) => rows.some((r) => r.pid === g.pid && r.state === 'armed'));
+    assert.equal(adopted.find((r) => r.pid === g.pid)!.strategy, 'shim');
+    const timing = await killAndTime(g.pid);
+    assert.ok(timing.killToExitMs < 20, `kill->exit ${timing.killToExitMs} ms with a helper holding 512 MiB`);
+    const rows = await until('done', () => d.list(), (rows) => rows.some((r) => r.pid === g.pid && r.state === 'done'));
+    assert.ok(rows.find((r) => r.pid === g.pid)!.cpuUsec > 0);
+  });
+
+  it('admission waits while memory is pending, boosting it, and answers when it is back or at its timeout', async (t) => {
+    if (!requireRoot(t) || !root) return;
+    const d = await daemon(['--max-concurrent', '1', '--cpu', '3', '--reserve-mib', '0']);
+    const nothingPending = await d.ask<AdmitResult>({ op: 'admit', bytes: 64 * 2 ** 40, timeoutSeconds: 5 });
+    assert.equal(nothingPending.fits, false);
+    assert.ok(nothingPending.waitedMs < 1000, 'nothing pending: no reason to wait');
+
+    const g = await execGuest(d, 'big', 2048);
+    await until('armed', () => d.list(), (rows) => byGuest(rows, 'big')?.state === 'armed');
+    process.kill(g.pid, 'SIGKILL');
+    await until('running', () => d.list(), (rows) => byGuest(rows, 'big')?.state === 'running');
+    // Asks for more than is free now but less than what the paced teardown (3% of a CPU: many
+    // seconds) gives back: the boost lifts the budget and the answer comes when the memory is back.
+    const want = availableBytes() + GiB;
+    const answer = await d.ask<AdmitResult>({ op: 'admit', bytes: want, timeoutSeconds: 20 });
+    t.diagnostic(`admission: ${answer.message} after ${answer.waitedMs} ms`);
+    assert.equal(answer.fits, true, answer.message);
+    // 2 GiB cost ~200 ms of CPU here: at 3% of a CPU, over 6 s without the boost.
+    assert.ok(answer.waitedMs > 0 && answer.waitedMs < 5000, `waited ${answer.waitedMs} ms`);
+    await until('big done', () => d.list(), (rows) => byGuest(rows, 'big')?.state === 'done');
+
+    // A teardown that makes no progress (its helper stopped): the wait runs to its timeout.
+    const g2 = await execGuest(d, 'stuck', 512);
+    await until('armed', () => d.list(), (rows) => byGuest(rows, 'stuck')?.state === 'armed');
+    const stuckHelper = byGuest(await d.list(), 'stuck')!.helperPid!;
+    process.kill(stuckHelper, 'SIGSTOP');
+    process.kill(g2.pid, 'SIGKILL');
+    await until('running', () => d.list(), (rows) => byGuest(rows, 'stuck')?.state === 'running');
+    const timedOut = await d.ask<AdmitResult>({ op: 'admit', bytes: 64 * 2 ** 40, timeoutSeconds: 1 });
+    process.kill(stuckHelper, 'SIGCONT');
+    t.diagnostic(`admission at its timeout: ${timedOut.message}`);
+    assert.equal(timedOut.fits, false);
+    assert.equal(timedOut.allow, true, 'policy warn lets the start go on');
+    assert.ok(timedOut.pendingBytes >= 256 * 2 ** 20, `pending ${timedOut.pendingBytes}`);
+    assert.ok(timedOut.waitedMs >= 1000 && timedOut.waitedMs < 3000, `waited ${timedOut.waitedMs} ms`);
+    await until('stuck done', () => d.list(), (rows) => byGuest(rows, 'stuck')?.state === 'done');
+  });
+
+  it('bad requests get an error reply and the daemon keeps serving', async (t) => {
+    if (!requireRoot(t) || !root) return;
+    const d = await daemon([]);
+    const exchange = (payload: string | Buffer) =>
+      new Promise<string>((resolve, reject) => {
+        const s = connect(d.socket);
+        let got = '';
+        s.on('data', (x) => {
+          got += x;
+          if (got.includes('\n')) s.end();
+        });
+        s.on('close', () => resolve(got));
+        s.on('error', (e: NodeJS.ErrnoException) => (e.code === 'EPIPE' || e.code === 'ECONNRESET' ? resolve(got) : reject(e)));
+        s.write(payload);
+      });
+    for (const bad of ['{nope\n', '{"op":"frobnicate"}\n', '{"op":"arm","pid":"12a"}\n', '{"op":"list","colour":"red"}\n']) {
+      const reply = JSON.parse(await exchange(bad));
+      assert.equal(reply.ok, false, bad);
+      assert.match(reply.error, /\S/);
+    }
+    const huge = await exchange(Buffer.alloc(10 * 2 ** 20, 'x'));
+    if (huge) assert.equal(JSON.parse(huge).ok, false);
+    const status = await d.ask<StatusView>({ op: 'status' });
+    assert.equal(status.daemon.pid, d.process.pid);
+    const armNobody = await exchange('{"op":"arm","pid":999999999}\n');
+    assert.match(JSON.parse(armNobody).error, /no process with pid 999999999/);
+  });
+});
