@@ -46,7 +46,11 @@ export class FfiSys extends CommonSys implements Sys {
     if (pidfd === null) throw new SysError(`pid ${pid}: ESRCH: no such process (it has exited and been reaped, or never existed)`, 'ESRCH', pid);
     this.libc.close(pidfd);
     const found: Sharer[] = [];
-    for (const other of otherPids(pid)) {
+    const others = otherPids(pid);
+    for (const [i, other] of others.entries()) {
+      // an ffi-rs call costs ~30 us: yield now and then so a host with thousands of processes
+      // does not hold the daemon's event loop for the whole scan
+      if (i % 64 === 63) await new Promise((resolve) => setImmediate(resolve));
       // kcmp fails (ESRCH, EPERM) for processes that vanish or that we may not inspect: not sharers
       if (this.libc.kcmpVm(pid, other).value !== 0) continue;
       found.push({ pid: other, comm: readComm(other) });
