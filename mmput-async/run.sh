@@ -40,11 +40,12 @@ for p in qemu-system-x86 busybox-static; do
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p" >&2 ||
 		{ echo "run.sh: package $p is missing and could not be installed (apt-get install $p)" >&2; exit 1; }
 done
-# KVM when it can run a stock kernel. /dev/kvm backed by kvm_pvm (a
-# Pagetable-based VM host, e.g. inside a Firecracker sandbox) runs only
-# PVM-enlightened guests at speed; a stock kernel crawls under instruction
-# emulation there (no console line in 5 minutes), so TCG it is.
-# PVTD_ACCEL=kvm|tcg overrides.
+# KVM when it can run a stock kernel. A /dev/kvm served by kvm_pvm (the
+# Pagetable-based VM module of nested sandboxes such as this CI machine)
+# runs a stock kernel by instruction emulation: this 6.1 kernel needed
+# 2m45s to reach mm_init and then died with "KVM internal error.
+# Suberror: 1 / emulation failure" on a lock cmpxchg16b. TCG boots it in
+# ~2 s. PVTD_ACCEL=kvm|tcg overrides.
 accel=${PVTD_ACCEL:-}
 if [[ -z $accel ]]; then
 	if [[ -w /dev/kvm && ! -d /sys/module/kvm_pvm ]]; then accel=kvm; else accel=tcg; fi
