@@ -139,8 +139,10 @@ if [[ -n $counts ]]; then
 elif grep -aqE '^(# |ℹ )pass [0-9]+$' "$log"; then
 	passed=$(grep -aE '^(# |ℹ )pass [0-9]+$' "$log" | tail -1 | grep -o '[0-9]*$')
 	failed=$(grep -aE '^(# |ℹ )fail [0-9]+$' "$log" | tail -1 | grep -o '[0-9]*$')
-else
+elif [[ -n $marker ]]; then
 	[[ $marker == *' rc=0 '* ]] && passed=1 failed=0 || passed=0 failed=1
+else
+	passed=0 failed=0	# counted once below as the run's problem
 fi
 [[ $marker == *' rc=0 '* ]] || [[ -n $problem ]] || ((failed > 0)) || { failed=$((failed + 1)); problem="guest command failed: $marker"; }
 [[ -n $problem ]] && failed=$((failed + 1))
