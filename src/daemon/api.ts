@@ -82,7 +82,9 @@ export type Request =
   | { op: 'arm'; pid: number; guest?: string; strategy?: Strategy; uuid?: string }
   | { op: 'exited'; pid?: number; guest?: string }
   | { op: 'limits'; maxConcurrent?: number; cpuPercent?: number | null }
-  | { op: 'admit'; bytes: number; guest?: string; timeoutSeconds?: number };
+  | { op: 'admit'; bytes: number; guest?: string; timeoutSeconds?: number }
+  /** Kill a guest no helper shares and reap its memory with process_mrelease in a teardown cgroup. */
+  | { op: 'reap'; pid: number; guest?: string; uuid?: string };
 
 export type Response<T = unknown> = { ok: true; result: T } | { ok: false; error: string };
 

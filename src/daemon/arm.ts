@@ -1,6 +1,8 @@
 // Where a teardown starts: a guest process is armed once a helper that will free its memory is
 // known and has been moved into a cgroup of its own under pvteardown's root.
 import { spawn } from 'node:child_process';
+import { dirname } from 'node:path';
+import { evacuate } from '../cgroup/evacuate.js';
 import { nativePath } from '../paths.js';
 import type { Strategy } from './api.js';
 import { nowIso, type DaemonContext } from './context.js';
@@ -20,8 +22,21 @@ const HELPER_APPEARS_MS = 2000;
 
 export class ArmError extends Error {}
 
-/** Arms `pid`; arming an armed guest again returns its teardown (hooks may repeat themselves). */
-export async function arm(ctx: DaemonContext, req: ArmRequest): Promise<Teardown> {
+const arming = new WeakMap<DaemonContext, Map<number, Promise<Teardown>>>();
+
+/** Arms `pid`; arming an armed guest again returns its teardown (hooks may repeat themselves).
+ * Concurrent arms of one pid (the hook and the libvirt watcher) share one attempt. */
+export function arm(ctx: DaemonContext, req: ArmRequest): Promise<Teardown> {
+  let inFlight = arming.get(ctx);
+  if (!inFlight) arming.set(ctx, (inFlight = new Map()));
+  const pending = inFlight.get(req.pid);
+  if (pending) return pending;
+  const p = armOnce(ctx, req).finally(() => inFlight.delete(req.pid));
+  inFlight.set(req.pid, p);
+  return p;
+}
+
+async function armOnce(ctx: DaemonContext, req: ArmRequest): Promise<Teardown> {
   const pidStart = ctx.sys.processStartTime(req.pid);
   if (pidStart === null) throw new ArmError(`no process with pid ${req.pid}`);
   const existing = ctx.registry.live(req.pid, pidStart);
@@ -44,7 +59,8 @@ export async function arm(ctx: DaemonContext, req: ArmRequest): Promise<Teardown
 
 export interface NewTeardown extends ArmRequest {
   pidStart: number;
-  helperPid: number;
+  /** null when the helper starts later (mrelease) and moves itself in then. */
+  helperPid: number | null;
   strategy: Strategy;
 }
 
@@ -58,21 +74,34 @@ export function createTeardown(ctx: DaemonContext, n: NewTeardown): Teardown {
     pid: n.pid,
     pidStart: n.pidStart,
     helperPid: n.helperPid,
-    helperStart: ctx.sys.processStartTime(n.helperPid),
+    helperStart: n.helperPid === null ? null : ctx.sys.processStartTime(n.helperPid),
     strategy: n.strategy,
     state: 'armed',
     armedAt: nowIso(),
     exitedAt: null,
     finishedAt: null,
     cpuUsec: 0,
-    bytes: ctx.sys.rssBytes(n.helperPid),
+    bytes: n.helperPid === null ? ctx.sys.rssBytes(n.pid) : ctx.sys.rssBytes(n.helperPid),
   };
   if (n.uuid) record.uuid = n.uuid;
   const t = new Teardown(record, ctx.cgroups.primaryPath(id));
   t.memoryLeftBytes = record.bytes;
   ctx.registry.add(t);
-  ctx.cgroups.addProcess(id, n.helperPid);
+  if (n.helperPid !== null) {
+    ctx.cgroups.addProcess(id, n.helperPid);
+    leaveMachineCgroups(ctx, id, n.helperPid);
+  }
   return t;
+}
+
+/** Out of libvirt's machine cgroup in the hierarchies pvteardown does not manage (cgroup/evacuate.ts). */
+function leaveMachineCgroups(ctx: DaemonContext, id: string, helperPid: number): void {
+  try {
+    const r = evacuate(helperPid, { managedMounts: ctx.cgroups.paths.map((p) => dirname(p)) });
+    if (r.moved.length || r.failed.length) ctx.log.info({ id, helper: helperPid, ...r }, 'helper left the machine cgroup');
+  } catch (err) {
+    ctx.log.warn({ id, helper: helperPid, err: String(err) }, 'could not move the helper out of the machine cgroup');
+  }
 }
 
 /** The guest's exit hands the teardown to the queue. */

@@ -12,9 +12,11 @@ import { arm } from './arm.js';
 import type { DaemonContext } from './context.js';
 import { guestExited } from './exit.js';
 import { Journal } from './journal.js';
+import { watchLibvirt } from './libvirt-watch.js';
 import { memoryPressure } from './memory.js';
 import { serveMetrics } from './metrics.js';
 import { Pacer } from './pacing.js';
+import { reap } from './reap.js';
 import { recover } from './recovery.js';
 import { Registry } from './registry.js';
 import { serveSocket } from './socket-server.js';
@@ -31,6 +33,10 @@ export interface DaemonOptions {
   mmputAsyncNr: number | null;
   metrics?: string;
   log?: Logger;
+  /** Follow libvirt's lifecycle events (libvirt-watch.ts): the URI ('' = default), or null for off. */
+  libvirtUri?: string | null;
+  /** Only domains whose name starts with this. */
+  libvirtPrefix?: string;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -113,10 +119,20 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       }
       case 'admit':
         return admit(ctx, req.bytes, req.timeoutSeconds);
+      case 'reap': {
+        const reapReq: Parameters<typeof reap>[1] = { pid: req.pid };
+        if (req.guest !== undefined) reapReq.guest = req.guest;
+        if (req.uuid !== undefined) reapReq.uuid = req.uuid;
+        return (await reap(ctx, reapReq)).view();
+      }
     }
   };
   const server = await serveSocket(opts.socket, handle);
   const metrics: Server | undefined = opts.metrics ? await serveMetrics(ctx, opts.metrics) : undefined;
+  const libvirt =
+    opts.libvirtUri === null || opts.libvirtUri === undefined
+      ? null
+      : watchLibvirt(ctx, { ...(opts.libvirtUri ? { uri: opts.libvirtUri } : {}), ...(opts.libvirtPrefix ? { namePrefix: opts.libvirtPrefix } : {}) });
 
   const tick = setInterval(() => {
     refreshMemory(ctx);
@@ -131,6 +147,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     stop: async () => {
       clearInterval(tick);
       stopping.abort();
+      await libvirt?.stop();
       ctx.pacer.thawAll();
       await server.close();
       metrics?.close();

@@ -61,6 +61,7 @@ const OPS: { [K in Op]: OpSpec<Extract<Request, { op: K }>> } = {
   // No fields: a query of the current limits.
   limits: { fields: { maxConcurrent: opt('maxConcurrent'), cpuPercent: opt('cpuPercent') } },
   admit: { fields: { bytes: req('bytes'), guest: opt('guest'), timeoutSeconds: opt('timeoutSeconds') } },
+  reap: { fields: { pid: req('pid'), guest: opt('guest'), uuid: opt('uuid') } },
 };
 
 export const OP_NAMES = Object.keys(OPS) as Op[];

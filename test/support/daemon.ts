@@ -1,4 +1,4 @@
-// A real pvteardown daemon for tests: its own socket, state dir and cgroup root, so it never meets
+// A real pvteardown daemon for tests (and the demo): its own socket, state dir and cgroup root, so it never meets
 // a production daemon's teardowns; killed, restarted and cleaned up like a service would be.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -28,11 +28,11 @@ export interface TestDaemon {
   cleanup(): Promise<void>;
 }
 
-export async function startTestDaemon(flags: string[] = []): Promise<TestDaemon> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pvteardown-test-'));
+export async function startTestDaemon(flags: string[] = [], prefix = 'pvteardown-test'): Promise<TestDaemon> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
   const socket = path.join(dir, 'pvteardown.sock');
   const stateDir = path.join(dir, 'state');
-  const cgroupRoot = `pvteardown-test-${randomBytes(4).toString('hex')}`;
+  const cgroupRoot = `${prefix}-${randomBytes(4).toString('hex')}`;
   let log = '';
   let child!: ChildProcess;
 

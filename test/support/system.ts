@@ -45,11 +45,15 @@ export interface FakeGuestOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/** Guests a failed test left running would keep the test process (and CI) waiting forever. */
+/** Guests a failed test left running would keep the test process (and CI) waiting forever. A
+ * root after() hook is only registered in test files: in a benchmark or the demo, importing
+ * node:test's hooks would start an (empty) test run of its own. */
 const running = new Set<ChildProcess>();
-after(() => {
+const killLeftovers = () => {
   for (const child of running) child.kill('SIGKILL');
-});
+};
+process.once('exit', killLeftovers);
+if (/[\\/]test[\\/]/.test(process.argv[1] ?? '')) after(killLeftovers);
 
 /** Starts pvteardown-fakeguest and resolves once every page is touched ("READY"). */
 export async function startFakeGuest(opts: FakeGuestOptions): Promise<FakeGuest> {
@@ -126,6 +130,8 @@ export async function helperOf(pid: number): Promise<number> {
 }
 
 export interface KillTiming {
+  /** CLOCK_MONOTONIC when the SIGKILL was sent (process.hrtime.bigint()'s clock). */
+  killedAtNs: bigint;
   /** SIGKILL until the guest's pidfd reported its exit. */
   killToExitMs: number;
   /** SIGKILL until the helper had exited (memory freed), when a helper was given. */
@@ -136,8 +142,12 @@ export interface KillTiming {
 export async function killAndTime(pid: number, helper?: number): Promise<KillTiming> {
   const args = ['wait', '--pid', String(pid), '--kill', '--timeout-ms', '120000'];
   if (helper) args.push('--helper', String(helper));
-  const r = await helperJson<{ killedAtNs: number; exitedAtNs: number; helperExitedAtNs?: number }>(args);
-  const timing: KillTiming = { killToExitMs: (r.exitedAtNs - r.killedAtNs) / 1e6 };
+  const run = await runHelper(args);
+  if (run.code !== 0) throw new Error(`pvteardown-helper ${args.join(' ')}: exit ${run.code}: ${run.stderr.trim()}`);
+  const r = JSON.parse(run.stdout) as { killedAtNs: number; exitedAtNs: number; helperExitedAtNs?: number };
+  // Exact nanoseconds: after ~104 days of uptime they no longer fit a double.
+  const killedAtNs = BigInt(/"killedAtNs":(\d+)/.exec(run.stdout)![1]!);
+  const timing: KillTiming = { killedAtNs, killToExitMs: (r.exitedAtNs - r.killedAtNs) / 1e6 };
   if (r.helperExitedAtNs) timing.killToHelperExitMs = (r.helperExitedAtNs - r.killedAtNs) / 1e6;
   return timing;
 }

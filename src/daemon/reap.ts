@@ -1,0 +1,46 @@
+// The mrelease fallback: a guest that no helper shares is killed and its memory reaped by
+// process_mrelease in a helper process inside a teardown cgroup, so the work is charged and
+// recorded like any other teardown (design.md §3, strategy mrelease).
+import { createTeardown } from './arm.js';
+import { nowIso, type DaemonContext } from './context.js';
+import { fail, finish } from './finish.js';
+import { findSharingHelper } from './find-helper.js';
+import type { Teardown } from './teardown.js';
+
+export interface ReapRequest {
+  pid: number;
+  guest?: string;
+  uuid?: string;
+}
+
+export class ReapError extends Error {}
+
+export async function reap(ctx: DaemonContext, req: ReapRequest): Promise<Teardown> {
+  const pidStart = ctx.sys.processStartTime(req.pid);
+  if (pidStart === null) throw new ReapError(`no process with pid ${req.pid}`);
+  const armed = ctx.registry.live(req.pid, pidStart);
+  if (armed) throw new ReapError(`pid ${req.pid} is armed (${armed.id}): its helper tears it down; destroy it normally`);
+  const helper = await findSharingHelper(ctx.sys, req.pid, undefined, 0);
+  if (helper) throw new ReapError(`pid ${req.pid} has a helper (${helper.pid}): arm it instead of reaping it`);
+
+  // The teardown's cgroup holds the mrelease helper; its pid is only known once it starts.
+  const t = createTeardown(ctx, { ...req, pidStart, helperPid: null, strategy: 'mrelease' });
+  t.moveTo('fallback');
+  t.record.exitedAt = nowIso();
+  ctx.registry.save(t);
+  try {
+    const result = await ctx.sys.mrelease(req.pid, {
+      kill: true,
+      beforeRun: (helperPid) => {
+        t.record.helperPid = helperPid;
+        ctx.cgroups.addProcess(t.id, helperPid);
+      },
+      signal: ctx.stopping,
+    });
+    if (!result.released) ctx.log.info({ id: t.id, reason: result.reason }, 'mrelease: the guest freed its memory itself');
+    await finish(ctx, t);
+  } catch (err) {
+    fail(ctx, t, err);
+  }
+  return t;
+}
