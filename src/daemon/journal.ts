@@ -32,7 +32,10 @@ export class Journal {
   ) {
     this.file = path.join(stateDir, 'journal.jsonl');
     for (const f of this.files()) {
-      for (const line of readFileSync(f, 'utf8').split('\n')) {
+      const text = readFileSync(f, 'utf8');
+      // A crash mid-append leaves a torn last line: end it, or the next entry would join it.
+      if (f === this.file && text && !text.endsWith('\n')) appendFileSync(f, '\n');
+      for (const line of text.split('\n')) {
         try {
           this.written.add((JSON.parse(line) as JournalEntry).id);
         } catch {
