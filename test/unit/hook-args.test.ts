@@ -1,0 +1,57 @@
+// Which libvirt hook calls pvteardown acts upon, and what it says about argv it cannot use.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseHookArgs } from '../../src/hook/args.js';
+
+describe('parseHookArgs', () => {
+  const action = (...argv: string[]) => {
+    const c = parseHookArgs(argv);
+    return c instanceof Error ? c : c.action;
+  };
+
+  it('acts on prepare/started/reconnect begin and stopped/release end', () => {
+    assert.equal(action('g', 'prepare', 'begin', '-'), 'admit');
+    assert.equal(action('g', 'started', 'begin', '-'), 'arm');
+    assert.equal(action('g', 'reconnect', 'begin', '-'), 'arm');
+    assert.equal(action('g', 'stopped', 'end', '-'), 'exited');
+    assert.equal(action('g', 'release', 'end', 'shutdown'), 'exited');
+  });
+
+  it('leaves every other libvirt call alone (migrate and restore would take stdout as XML)', () => {
+    for (const argv of [
+      ['g', 'start', 'begin', '-'],
+      ['g', 'prepare', 'end', '-'],
+      ['g', 'migrate', 'begin', '-'],
+      ['g', 'restore', 'begin', '-'],
+      ['g', 'attach', 'begin', '-'],
+      ['g', 'started', 'end', '-'],
+      ['g', 'stopped', 'begin', '-'],
+    ]) {
+      assert.equal(action(...argv), 'ignore', argv.join(' '));
+    }
+  });
+
+  it('keeps the guest name as given, spaces included', () => {
+    const c = parseHookArgs(['my guest', 'started', 'begin', '-']);
+    assert.ok(!(c instanceof Error));
+    assert.deepEqual(c, { guest: 'my guest', op: 'started', subop: 'begin', action: 'arm' });
+  });
+
+  it('names an unknown op and the ones that exist', () => {
+    const err = action('g', 'frobnicate', 'begin', '-');
+    assert.ok(err instanceof Error);
+    assert.match(err.message, /guest g: unknown op 'frobnicate' \(libvirt's qemu hook ops: prepare, start,.* attach\)/);
+  });
+
+  it('says what it expected for missing arguments', () => {
+    for (const argv of [[], ['g'], ['', 'started']]) {
+      const err = parseHookArgs(argv);
+      assert.ok(err instanceof Error);
+      assert.match(err.message, /expected arguments NAME OP SUBOP EXTRA/);
+    }
+  });
+
+  it('a missing SUBOP counts as "-": nothing done for started alone', () => {
+    assert.equal(action('g', 'started'), 'ignore');
+  });
+});
