@@ -131,20 +131,24 @@ elif [[ -z $marker ]]; then
 	problem="no PVTD-RESULT marker (qemu exit $qemu_rc)"
 fi
 
-# Counts: our own line, else node --test's summary, else the exit status.
+# Counts: the sum of our own last count line and node --test's summary
+# (a guest command may run both); with neither, the exit status.
+passed=0 failed=0 counted=
 counts=$(grep -a '^mmput-async: [0-9]* passed, [0-9]* failed$' "$log" | tail -1 || true)
 if [[ -n $counts ]]; then
 	passed=$(sed 's/.*: \([0-9]*\) passed.*/\1/' <<<"$counts")
 	failed=$(sed 's/.* \([0-9]*\) failed/\1/' <<<"$counts")
-elif grep -aqE '^(# |ℹ )pass [0-9]+$' "$log"; then
-	passed=$(grep -aE '^(# |ℹ )pass [0-9]+$' "$log" | tail -1 | grep -o '[0-9]*$')
-	failed=$(grep -aE '^(# |ℹ )fail [0-9]+$' "$log" | tail -1 | grep -o '[0-9]*$')
-elif [[ -n $marker ]]; then
-	[[ $marker == *' rc=0 '* ]] && passed=1 failed=0 || passed=0 failed=1
-else
-	passed=0 failed=0	# counted once below as the run's problem
+	counted=1
 fi
-[[ $marker == *' rc=0 '* ]] || [[ -n $problem ]] || ((failed > 0)) || { failed=$((failed + 1)); problem="guest command failed: $marker"; }
+if grep -aqE '^(# |ℹ )pass [0-9]+$' "$log"; then
+	passed=$((passed + $(grep -aE '^(# |ℹ )pass [0-9]+$' "$log" | tail -1 | grep -o '[0-9]*$')))
+	failed=$((failed + $(grep -aE '^(# |ℹ )fail [0-9]+$' "$log" | tail -1 | grep -o '[0-9]*$')))
+	counted=1
+fi
+if [[ -z $counted && -n $marker ]]; then
+	[[ $marker == *' rc=0 '* ]] && passed=1 || failed=1
+fi
+[[ $marker == *' rc=0 '* ]] || [[ -n $problem ]] || ((failed > 0)) || problem="guest command failed: $marker"
 [[ -n $problem ]] && failed=$((failed + 1))
 passed=$((passed + host_passed))
 failed=$((failed + host_failed))
