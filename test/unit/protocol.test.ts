@@ -31,9 +31,11 @@ const good: [string, Request][] = [
   ['{"op":"admit","bytes":8589934592,"guest":"big","timeoutSeconds":0}', { op: 'admit', bytes: 8589934592, guest: 'big', timeoutSeconds: 0 }],
   ['{"op":"admit","bytes":1,"timeoutSeconds":3600}', { op: 'admit', bytes: 1, timeoutSeconds: 3600 }],
   ['{"op":"admit","bytes":1,"timeoutSeconds":0.5}', { op: 'admit', bytes: 1, timeoutSeconds: 0.5 }],
+  ['{"op":"reap","pid":31}', { op: 'reap', pid: 31 }],
+  ['{"op":"reap","pid":31,"guest":"vm","uuid":"' + UUID + '"}', { op: 'reap', pid: 31, guest: 'vm', uuid: UUID }],
 ];
 
-const VALID_OPS = 'valid ops: status, list, arm, exited, limits, admit';
+const VALID_OPS = 'valid ops: status, list, arm, exited, limits, admit, reap';
 const bad: [string, string | RegExp][] = [
   // syntax and shape
   ['', 'request is empty; send one JSON object per line, e.g. {"op":"status"}'],
@@ -112,6 +114,11 @@ const bad: [string, string | RegExp][] = [
   ['{"op":"admit","bytes":1.5}', 'field "bytes" must be a non-negative integer (bytes), got 1.5'],
   ['{"op":"admit","bytes":"1G"}', 'field "bytes" must be a non-negative integer (bytes), got "1G"'],
   ['{"op":"admit","bytes":1e300}', 'field "bytes" must be a non-negative integer (bytes), got 1e+300'],
+  // reap
+  ['{"op":"reap"}', 'field "pid" is required for op "reap" and must be a positive integer'],
+  ['{"op":"reap","pid":0}', 'field "pid" must be a positive integer, got 0'],
+  ['{"op":"reap","pid":3,"strategy":"mrelease"}', 'unknown field "strategy" for op "reap"; valid fields: pid, guest, uuid'],
+  ['{"op":"reap","pid":3,"uuid":"nope"}', /^field "uuid" must be a UUID.*, got "nope"$/],
   // timeoutSeconds
   ['{"op":"admit","bytes":1,"timeoutSeconds":-0.1}', 'field "timeoutSeconds" must be a number of seconds from 0 to 3600, got -0.1'],
   ['{"op":"admit","bytes":1,"timeoutSeconds":3601}', 'field "timeoutSeconds" must be a number of seconds from 0 to 3600, got 3601'],
@@ -146,7 +153,7 @@ describe('parseRequest', () => {
       assert.ok(good.some(([, r]) => r.op === op), `a good line for ${op}`);
       assert.ok(bad.some(([l]) => l.includes(`"op":"${op}"`)), `a bad line for ${op}`);
     }
-    assert.deepEqual([...OP_NAMES].sort(), ['admit', 'arm', 'exited', 'limits', 'list', 'status']);
+    assert.deepEqual([...OP_NAMES].sort(), ['admit', 'arm', 'exited', 'limits', 'list', 'reap', 'status']);
   });
 
   it('refuses a line longer than MAX_REQUEST_BYTES, counted in bytes, without parsing it', () => {

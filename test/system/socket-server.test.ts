@@ -1,0 +1,366 @@
+// The daemon's socket on real unix sockets: what clients get back for good and bad lines, oversized
+// lines, failing handlers, vanishing clients, many clients at once; the socket file's mode, owner
+// and directory; stale and live sockets at the path; a non-root process refused by the mode.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { MAX_REQUEST_BYTES, type Request } from '../../src/daemon/api.js';
+import { OP_NAMES } from '../../src/daemon/protocol.js';
+import { serveSocket, type SocketServer } from '../../src/daemon/socket-server.js';
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'pvtd-sock-'));
+// Traversable by everyone, so that a non-root client is stopped by the socket's own mode.
+chmodSync(tmp, 0o755);
+const servers: SocketServer[] = [];
+after(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+let n = 0;
+const socketPath = () => path.join(tmp, `d${++n}`, 'pvteardown.sock');
+
+/** Echoes the request; `guest` steers it: "throw:<msg>", "sleep:<ms>", "hang", "bigint". */
+async function echo(req: Request): Promise<unknown> {
+  const guest = 'guest' in req ? req.guest : undefined;
+  if (guest?.startsWith('throw:')) throw new Error(guest.slice(6));
+  if (guest?.startsWith('sleep:')) await sleep(Number(guest.slice(6)));
+  if (guest === 'hang') await new Promise(() => {});
+  if (guest === 'bigint') return { n: 1n };
+  return { echo: req };
+}
+
+async function start(p = socketPath(), handle = echo): Promise<SocketServer> {
+  const s = await serveSocket(p, handle);
+  servers.push(s);
+  return s;
+}
+
+interface Exchange {
+  lines: string[];
+  /** The server ended or closed the connection. */
+  closed: boolean;
+}
+
+/** Sends `data` on one connection, collects reply lines until `want` lines or the server closes it. */
+function exchange(p: string, data: string | Buffer, want: number, timeoutMs = 5000): Promise<Exchange> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(p);
+    let buf = '';
+    const lines: string[] = [];
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`timed out with ${lines.length}/${want} lines: ${JSON.stringify(lines)}`));
+    }, timeoutMs);
+    const done = (closed: boolean) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve({ lines, closed });
+    };
+    sock.on('data', (d) => {
+      buf += d;
+      let nl;
+      while ((nl = buf.indexOf('\n')) !== -1) {
+        lines.push(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+      }
+      if (lines.length >= want) done(false);
+    });
+    sock.on('end', () => done(true));
+    sock.on('close', () => done(true));
+    // Writing the rest of a refused line fails with EPIPE; the reply is what counts.
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE' && e.code !== 'ECONNRESET') reject(e);
+    });
+    sock.write(data);
+  });
+}
+
+const parsed = (x: Exchange) => x.lines.map((l) => JSON.parse(l) as { ok: boolean; result?: unknown; error?: string });
+
+function requireRoot(t: TestContext, why: string): boolean {
+  if (process.getuid?.() === 0) return true;
+  process.stderr.write(`SKIPPED ${t.name}: needs root: ${why}\n`);
+  t.skip(`needs root: ${why}`);
+  return false;
+}
+
+/** A socket file left behind by a daemon killed with SIGKILL: nothing listens on it any more. */
+async function staleSocket(p: string): Promise<void> {
+  mkdirSync(path.dirname(p), { recursive: true });
+  const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(p)}, () => console.log('up'))`], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`the process meant to leave a socket exited with ${code}`)));
+  });
+  child.kill('SIGKILL');
+  await new Promise((resolve) => child.once('exit', resolve));
+  assert.ok(statSync(p).isSocket(), 'the killed process left its socket file');
+}
+
+describe('daemon socket server', () => {
+  it('answers each request with ok and the handler result, in order on one connection', async () => {
+    const s = await start();
+    const reqs = ['{"op":"status"}', '{"op":"arm","pid":7,"guest":"sleep:150"}', '{"op":"exited","guest":"sleep:1"}', '{"op":"list"}'];
+    const x = await exchange(s.path, reqs.join('\n') + '\n', 4);
+    assert.deepEqual(parsed(x), [
+      { ok: true, result: { echo: { op: 'status' } } },
+      { ok: true, result: { echo: { op: 'arm', pid: 7, guest: 'sleep:150' } } },
+      { ok: true, result: { echo: { op: 'exited', guest: 'sleep:1' } } },
+      { ok: true, result: { echo: { op: 'list' } } },
+    ]);
+    assert.ok(x.lines.every((l) => !l.includes('\n')));
+  });
+
+  it('answers malformed JSON, unknown ops, unknown fields and wrong types with an error and keeps the connection', async () => {
+    const s = await start();
+    const lines = [
+      '{"op":"status"',
+      'not json at all',
+      '{"op":"frob"}',
+      '{"op":"list","colour":"red"}',
+      '{"op":"arm","pid":"12a"}',
+      '{"op":"admit","bytes":-1}',
+      '[]',
+      '{"op":"status"}',
+    ];
+    const x = await exchange(s.path, lines.join('\n') + '\n', lines.length);
+    assert.equal(x.closed, false);
+    const r = parsed(x);
+    assert.match(r[0]!.error!, /^request is not valid JSON/);
+    assert.match(r[1]!.error!, /^request is not valid JSON/);
+    assert.equal(r[2]!.error, `unknown op "frob"; valid ops: ${OP_NAMES.join(', ')}`);
+    assert.match(r[3]!.error!, /^unknown field "colour" for op "list"/);
+    assert.equal(r[4]!.error, 'field "pid" must be a positive integer, got "12a"');
+    assert.equal(r[5]!.error, 'field "bytes" must be a non-negative integer (bytes), got -1');
+    assert.match(r[6]!.error!, /^request must be a JSON object, got an array/);
+    assert.deepEqual(r[7], { ok: true, result: { echo: { op: 'status' } } });
+    assert.ok(r.slice(0, 7).every((e) => e.ok === false));
+  });
+
+  it('ignores blank lines and answers a last line sent without a newline once the client shuts down its side', async () => {
+    const s = await start();
+    const answer = await new Promise<string>((resolve, reject) => {
+      const sock = net.connect(s.path, () => sock.end('\n\r\n  \n{"op":"arm","pid":3,"guest":"sleep:100"}\n{"op":"list"}'));
+      let out = '';
+      sock.on('data', (d) => (out += d));
+      sock.on('end', () => resolve(out));
+      sock.on('error', reject);
+    });
+    assert.deepEqual(
+      answer.split('\n').map((l) => (l ? JSON.parse(l) : l)),
+      [{ ok: true, result: { echo: { op: 'arm', pid: 3, guest: 'sleep:100' } } }, { ok: true, result: { echo: { op: 'list' } } }, ''],
+    );
+  });
+
+  it('answers a handler that throws or rejects with its message, on one line, and goes on serving', async () => {
+    const s = await start(socketPath(), async (req) => {
+      if (req.op === 'arm') throw new Error(`no process ${req.pid}\n  (it exited)`);
+      if (req.op === 'exited') throw 'a string, not an Error';
+      if (req.op === 'admit') throw new Error('');
+      return 'fine';
+    });
+    const x = await exchange(s.path, '{"op":"arm","pid":99}\n{"op":"exited","pid":1}\n{"op":"admit","bytes":1}\n{"op":"status"}\n', 4);
+    assert.deepEqual(parsed(x), [
+      { ok: false, error: 'no process 99; (it exited)' },
+      { ok: false, error: 'a string, not an Error' },
+      { ok: false, error: 'the daemon failed without saying why' },
+      { ok: true, result: 'fine' },
+    ]);
+    assert.deepEqual(parsed(await exchange(s.path, '{"op":"list"}\n', 1)), [{ ok: true, result: 'fine' }]);
+  });
+
+  it('answers a result that JSON cannot encode with an error, and a missing result as null', async () => {
+    const s = await start(socketPath(), async (req) => (req.op === 'arm' ? echo(req) : undefined));
+    const x = await exchange(s.path, '{"op":"arm","pid":1,"guest":"bigint"}\n{"op":"status"}\n', 2);
+    const [bad, good] = parsed(x);
+    assert.match(bad!.error!, /^op arm: the daemon could not encode its result as JSON \(.*BigInt.*\)$/);
+    assert.deepEqual(good, { ok: true, result: null });
+  });
+
+  it('takes a line of exactly MAX_REQUEST_BYTES; one byte more gets one error and the connection closed', async () => {
+    const s = await start();
+    const line = (bytes: number) => {
+      const head = '{"op":"arm","pid":1,"guest":"';
+      return head + 'x'.repeat(bytes - head.length - 2) + '"}';
+    };
+    assert.equal(Buffer.byteLength(line(MAX_REQUEST_BYTES)), MAX_REQUEST_BYTES);
+    const atLimit = await exchange(s.path, line(MAX_REQUEST_BYTES) + '\n{"op":"status"}\n', 2);
+    assert.equal(atLimit.closed, false);
+    assert.match(parsed(atLimit)[0]!.error!, /^field "guest" must be a string of 1 to 256 characters/);
+    assert.equal(parsed(atLimit)[1]!.ok, true);
+
+    const over = await exchange(s.path, line(MAX_REQUEST_BYTES + 1) + '\n{"op":"status"}\n', 2);
+    assert.equal(over.closed, true);
+    assert.deepEqual(parsed(over), [{ ok: false, error: `request line longer than ${MAX_REQUEST_BYTES} bytes; connection closed` }]);
+  });
+
+  it('refuses an oversized line as soon as it is too long, without waiting for the rest or a newline', async () => {
+    const s = await start();
+    const t0 = performance.now();
+    // 100 KB of an endless line; the client then sends nothing more and keeps its side open.
+    const x = await exchange(s.path, '{"op":"status","x":"' + 'y'.repeat(100 * 1024), 1, 1500);
+    assert.ok(performance.now() - t0 < 1000);
+    assert.deepEqual(parsed(x), [{ ok: false, error: `request line longer than ${MAX_REQUEST_BYTES} bytes; connection closed` }]);
+  });
+
+  it('a 10 MB line without a newline: one error reply, connection closed, the next client is served', async () => {
+    const handled: Request[] = [];
+    const s = await start(socketPath(), async (req) => (handled.push(req), 'ok'));
+    const x = await exchange(s.path, Buffer.alloc(10 * 1024 * 1024, 'a'), 2);
+    assert.equal(x.closed, true);
+    assert.deepEqual(parsed(x), [{ ok: false, error: `request line longer than ${MAX_REQUEST_BYTES} bytes; connection closed` }]);
+    assert.deepEqual(parsed(await exchange(s.path, '{"op":"status"}\n', 1)), [{ ok: true, result: 'ok' }]);
+    assert.deepEqual(handled, [{ op: 'status' }], 'nothing of the big line reached the handler');
+  });
+
+  it('a 10 MB line after good requests: those are answered first, then the error, then nothing more', async () => {
+    const s = await start();
+    const data = Buffer.concat([
+      Buffer.from('{"op":"arm","pid":5,"guest":"sleep:50"}\n{"op":"list"}\n'),
+      Buffer.alloc(10 * 1024 * 1024, '{'),
+      Buffer.from('\n{"op":"status"}\n'),
+    ]);
+    const x = await exchange(s.path, data, 4);
+    assert.equal(x.closed, true);
+    const r = parsed(x);
+    assert.equal(r.length, 3);
+    assert.deepEqual(r[0], { ok: true, result: { echo: { op: 'arm', pid: 5, guest: 'sleep:50' } } });
+    assert.deepEqual(r[1], { ok: true, result: { echo: { op: 'list' } } });
+    assert.equal(r[2]!.ok, false);
+  });
+
+  it('a client that disconnects mid-request or mid-line does not disturb the others', async () => {
+    let finished = 0;
+    const s = await start(socketPath(), async (req) => {
+      const r = await echo(req);
+      finished++;
+      return r;
+    });
+    const quitter = net.connect(s.path, () => quitter.write('{"op":"arm","pid":1,"guest":"sleep:200"}\n'));
+    quitter.on('error', () => {});
+    const halfLine = net.connect(s.path, () => halfLine.end('{"op":"arm","pi'));
+    halfLine.on('error', () => {});
+    const others = Array.from({ length: 5 }, (_, i) => exchange(s.path, `{"op":"arm","pid":${i + 10},"guest":"sleep:300"}\n`, 1));
+    await sleep(50);
+    quitter.destroy();
+    const answers = (await Promise.all(others)).map((x) => parsed(x)[0]);
+    assert.deepEqual(
+      answers.map((a) => (a!.result as { echo: { pid: number } }).echo.pid),
+      [10, 11, 12, 13, 14],
+    );
+    assert.ok(finished >= 6, 'the quitter\'s request still ran to its end');
+    assert.deepEqual(parsed(await exchange(s.path, '{"op":"status"}\n', 1)), [{ ok: true, result: { echo: { op: 'status' } } }]);
+  });
+
+  it('answers 50 clients at once, each with its own answer', async () => {
+    const s = await start();
+    const xs = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => exchange(s.path, `{"op":"arm","pid":${i + 1},"guest":"sleep:${(i * 7) % 40}"}\n`, 1)),
+    );
+    const pids = xs.map((x) => (parsed(x)[0]!.result as { echo: { pid: number } }).echo.pid);
+    assert.deepEqual(pids, Array.from({ length: 50 }, (_, i) => i + 1));
+  });
+
+  it('creates the socket 0600, owned by its user, in a directory created 0755 whatever the umask', async (t) => {
+    const p = path.join(tmp, `d${++n}`, 'a', 'b', 'pvteardown.sock');
+    const umask = process.umask(0o077);
+    let s: SocketServer;
+    try {
+      s = await start(p);
+    } finally {
+      process.umask(umask);
+    }
+    const st = statSync(s.path);
+    assert.ok(st.isSocket());
+    assert.equal(st.mode & 0o777, 0o600);
+    assert.equal(st.uid, process.getuid!());
+    for (const d of [path.dirname(p), path.dirname(path.dirname(p)), path.dirname(path.dirname(path.dirname(p)))]) {
+      assert.equal(statSync(d).mode & 0o777, 0o755, d);
+    }
+    if (requireRoot(t, 'the socket must be owned by root')) assert.equal(st.uid, 0);
+  });
+
+  it('refuses a non-root client: connect fails with EACCES, and the client says to run as root', async (t) => {
+    if (!requireRoot(t, 'switches to uid 65534 (nobody) for the client')) return;
+    const s = await start();
+    chmodSync(path.dirname(s.path), 0o755);
+    const clientModule = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/daemon/socket-client.js');
+    const script = `
+      const net = require('node:net');
+      const raw = new Promise((resolve) => {
+        const s = net.connect(process.argv[1]);
+        s.on('connect', () => { s.write('{"op":"status"}\\n'); s.once('data', (d) => { resolve('answered ' + d.toString().trim()); s.destroy(); }); });
+        s.on('error', (e) => resolve(e.code));
+      });
+      const viaClient = import(process.argv[2]).then((c) => c.request(process.argv[1], { op: 'status' }, { timeoutMs: 2000 }))
+        .then((r) => 'answered ' + JSON.stringify(r), (e) => e.name + ': ' + e.message);
+      Promise.all([raw, viaClient]).then(([a, b]) => console.log(JSON.stringify({ uid: process.getuid(), raw: a, client: b })));`;
+    const asNobody = async () => {
+      const child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', script, s.path, clientModule], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stderr.on('data', (d) => (err += d));
+      const code = await new Promise((resolve) => child.once('exit', resolve));
+      assert.equal(code, 0, err);
+      return JSON.parse(out) as { uid: number; raw: string; client: string };
+    };
+
+    const refused = await asNobody();
+    assert.equal(refused.uid, 65534);
+    assert.equal(refused.raw, 'EACCES');
+    assert.match(refused.client, new RegExp(`^DaemonUnreachableError: permission denied on ${s.path} \\(EACCES\\): .*run this as root$`));
+
+    // The mode alone is what stops it: opened up, the same client is answered.
+    chmodSync(s.path, 0o666);
+    const allowed = await asNobody();
+    assert.equal(allowed.raw, 'answered {"ok":true,"result":{"echo":{"op":"status"}}}');
+    assert.equal(allowed.client, 'answered {"echo":{"op":"status"}}');
+  });
+
+  it('replaces a stale socket file that nothing listens on', async () => {
+    const p = socketPath();
+    await staleSocket(p);
+    const s = await start(p);
+    assert.deepEqual(parsed(await exchange(s.path, '{"op":"status"}\n', 1)), [{ ok: true, result: { echo: { op: 'status' } } }]);
+    assert.equal(statSync(p).mode & 0o777, 0o600);
+  });
+
+  it('refuses to start on a socket another daemon answers, naming the path, and leaves that daemon alone', async () => {
+    const first = await start();
+    await assert.rejects(
+      serveSocket(first.path, echo),
+      (e: Error) => e.message === `another pvteardown daemon is already listening on ${first.path}; stop it first or choose another --socket`,
+    );
+    assert.deepEqual(parsed(await exchange(first.path, '{"op":"list"}\n', 1)), [{ ok: true, result: { echo: { op: 'list' } } }]);
+  });
+
+  it('refuses a path that holds something other than a socket', async () => {
+    const p = socketPath();
+    await start(p).then((s) => s.close());
+    writeFileSync(p, 'not a socket');
+    await assert.rejects(serveSocket(p, echo), { message: `${p} exists and is not a socket; remove it or choose another --socket` });
+  });
+
+  it('close() removes the socket file and drops open connections', async () => {
+    const s = await serveSocket(socketPath(), echo);
+    const hanging = exchange(s.path, '{"op":"arm","pid":1,"guest":"hang"}\n', 1);
+    await sleep(50);
+    await s.close();
+    assert.deepEqual(await hanging, { lines: [], closed: true });
+    assert.equal(existsSync(s.path), false);
+    await assert.rejects(exchange(s.path, '{"op":"status"}\n', 1), { code: 'ENOENT' });
+    await s.close();
+  });
+});
