@@ -120,6 +120,14 @@ describe('daemon socket server', () => {
     assert.ok(x.lines.every((l) => !l.includes('\n')));
   });
 
+  it('answers 200 requests sent in one write on one connection, all in order', async () => {
+    const s = await start();
+    const lines = Array.from({ length: 200 }, (_, i) => `{"op":"arm","pid":${i + 1}${i % 50 === 0 ? ',"guest":"sleep:20"' : ''}}`);
+    const x = await exchange(s.path, lines.join('\n') + '\n', 200);
+    const pids = parsed(x).map((r) => (r.result as { echo: { pid: number } }).echo.pid);
+    assert.deepEqual(pids, Array.from({ length: 200 }, (_, i) => i + 1));
+  });
+
   it('answers malformed JSON, unknown ops, unknown fields and wrong types with an error and keeps the connection', async () => {
     const s = await start();
     const lines = [
@@ -270,7 +278,7 @@ describe('daemon socket server', () => {
     assert.deepEqual(pids, Array.from({ length: 50 }, (_, i) => i + 1));
   });
 
-  it('creates the socket 0600, owned by its user, in a directory created 0755 whatever the umask', async (t) => {
+  it('creates the socket 0600, owned by its user, in a directory created 0755 whatever the umask', async () => {
     const p = path.join(tmp, `d${++n}`, 'a', 'b', 'pvteardown.sock');
     const umask = process.umask(0o077);
     let s: SocketServer;
@@ -286,7 +294,13 @@ describe('daemon socket server', () => {
     for (const d of [path.dirname(p), path.dirname(path.dirname(p)), path.dirname(path.dirname(path.dirname(p)))]) {
       assert.equal(statSync(d).mode & 0o777, 0o755, d);
     }
-    if (requireRoot(t, 'the socket must be owned by root')) assert.equal(st.uid, 0);
+  });
+
+  it('run by root, the socket is owned by root', async (t) => {
+    if (!requireRoot(t, 'the daemon runs as root and its socket must be owned by root')) return;
+    const s = await start();
+    assert.equal(statSync(s.path).uid, 0);
+    assert.equal(statSync(s.path).gid, 0);
   });
 
   it('refuses a non-root client: connect fails with EACCES, and the client says to run as root', async (t) => {
