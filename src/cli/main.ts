@@ -5,6 +5,7 @@ import { registerAttach } from './commands/attach.js';
 import { registerDaemon } from './commands/daemon.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerExec } from './commands/exec.js';
+import { registerInstall } from './commands/install.js';
 import { registerLimits } from './commands/limits.js';
 import { registerStatus } from './commands/status.js';
 import { registerWait } from './commands/wait.js';
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerExec(program);
   registerLimits(program);
   registerDoctor(program);
+  registerInstall(program);
   return program;
 }
 
