@@ -37,7 +37,7 @@ async function main(): Promise<void> {
   say('pvteardown demo: a guest exits at once while the clearing of its memory is managed');
   say(`(fake guests hold real memory, every 4 KiB page touched, like QEMU with preallocated RAM)\n`);
 
-  const d = await startTestDaemon(['--max-concurrent', '1', '--cpu', '50'], 'pvteardown-demo');
+  const d = await startTestDaemon(['--max-concurrent', '1', '--cpu', '50'], { prefix: 'pvteardown-demo' });
   const cleanup = () => d.cleanup();
   process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
   try {

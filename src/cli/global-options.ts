@@ -9,8 +9,26 @@ export interface GlobalOptions {
   json?: boolean;
 }
 
+/** The root's options, overridden by those given after the command (commander's own
+ * optsWithGlobals lets the root's defaults win). */
 export function globals(cmd: Command): GlobalOptions {
-  return cmd.optsWithGlobals<GlobalOptions>();
+  const chain: Command[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) chain.unshift(c);
+  const merged: Record<string, unknown> = {};
+  for (const c of chain) {
+    for (const [key, value] of Object.entries(c.opts())) if (value !== undefined) merged[key] = value;
+  }
+  return merged as unknown as GlobalOptions;
+}
+
+/** `pvteardown list --json` reads as naturally as `pvteardown --json list`: with positional
+ * options (which `exec` needs), global options are not seen after the command, so each command
+ * takes them again; a value given there wins. */
+export function withGlobalOptions(cmd: Command): Command {
+  return cmd
+    .option('--socket <path>', "the daemon's socket (as the global option)")
+    .option('--json', 'machine-readable output (as the global option)')
+    .option('-c, --connect <uri>', 'libvirt URI (as the global option)');
 }
 
 /** Parses a whole number in [min, max] for option `name`, or says what would be valid. */

@@ -43,8 +43,8 @@ export interface Limits {
   admissionPolicy: 'warn' | 'strict';
   /** Memory kept free when admitting a guest. */
   reserveBytes: number;
-  /** PSI memory "some avg10" above which teardowns are boosted. */
-  psiBoostThreshold: number;
+  /** PSI memory "some avg10" above which teardowns are boosted; null: never. */
+  psiBoostThreshold: number | null;
 }
 
 export interface KernelFeatures {

@@ -34,6 +34,7 @@ export function queueTeardown(ctx: DaemonContext, t: Teardown): void {
           ctx.registry.save(t);
         },
       },
+      t.record.strategy !== 'mmput-async',
     )
     .catch((err: unknown) => {
       // A daemon stopping leaves the teardown to the next one (state file and cgroup stay).

@@ -13,11 +13,10 @@ export function renderMetrics(ctx: DaemonContext): string {
   metric('pvteardown_teardowns', 'gauge', 'Teardowns known to the daemon, by state.',
     Object.entries(counts).map(([state, n]) => [`{state="${state}"}`, n]));
   metric('pvteardown_memory_pending_bytes', 'gauge', 'Memory of exited guests not yet cleared.', [['', pendingBytes(ctx)]]);
-  const journal = ctx.journal.entries();
-  metric('pvteardown_teardown_cpu_seconds_total', 'counter', 'CPU spent by finished teardowns (journal).',
-    [['', journal.reduce((s, e) => s + e.cpuUsec, 0) / 1e6]]);
-  metric('pvteardown_teardown_bytes_total', 'counter', 'Memory cleared by finished teardowns (journal).',
-    [['', journal.reduce((s, e) => s + e.bytes, 0)]]);
+  const totals = ctx.journal.totals;
+  metric('pvteardown_teardowns_finished_total', 'counter', 'Teardowns recorded in the journal.', [['', totals.teardowns]]);
+  metric('pvteardown_teardown_cpu_seconds_total', 'counter', 'CPU spent by finished teardowns (journal).', [['', totals.cpuUsec / 1e6]]);
+  metric('pvteardown_teardown_bytes_total', 'counter', 'Memory cleared by finished teardowns (journal).', [['', totals.bytes]]);
   metric('pvteardown_boosted', 'gauge', '1 while the CPU budget is lifted.', [['', ctx.pacer.boosted ? 1 : 0]]);
   return lines.join('\n') + '\n';
 }

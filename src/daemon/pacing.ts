@@ -38,10 +38,14 @@ export class Pacer {
     return this.boosts.size > 0;
   }
 
-  /** The guest has exited: `run` (which waits for the helper to finish) gets a slot now or later. */
-  async enqueue(id: string, run: () => Promise<void>, hooks: PacingHooks): Promise<void> {
+  /**
+   * The guest has exited: `run` (which waits for the helper to finish) gets a slot now or later.
+   * An unfreezable helper (mmput-async: it sleeps in the kernel and tears down there, where the
+   * freezer cannot stop it) waits for its slot unfrozen, paced by the CPU budget alone.
+   */
+  async enqueue(id: string, run: () => Promise<void>, hooks: PacingHooks, freezable = true): Promise<void> {
     const slotFree = this.queue.size === 0 && this.queue.pending < this.queue.concurrency;
-    if (!slotFree) {
+    if (!slotFree && freezable) {
       await this.freeze(id);
       hooks.queued();
     }

@@ -18,7 +18,7 @@ export interface RecoverySummary {
   adopted: number;
 }
 
-export async function recover(ctx: DaemonContext, files: StateFiles): Promise<RecoverySummary> {
+export async function recover(ctx: DaemonContext, files: StateFiles, opts: { adopt: boolean }): Promise<RecoverySummary> {
   const summary: RecoverySummary = { armed: 0, requeued: 0, finishedMeanwhile: 0, adopted: 0 };
   const groups = new Set(ctx.cgroups.list());
   // First of all: nothing stays frozen on a dead daemon's orders.
@@ -58,7 +58,7 @@ export async function recover(ctx: DaemonContext, files: StateFiles): Promise<Re
     }
   }
 
-  summary.adopted = await adoptUnarmedHelpers(ctx);
+  if (opts.adopt) summary.adopted = await adoptUnarmedHelpers(ctx);
   return summary;
 }
 

@@ -23,6 +23,6 @@ export function registerLimits(program: Command): void {
       console.log(`cpu budget         ${l.cpuPercent === null ? 'unlimited' : `${l.cpuPercent}% of one CPU`}`);
       console.log(`max freeze         ${l.maxFreezeSeconds} s`);
       console.log(`admission          ${l.admissionPolicy}, waits up to ${l.admissionTimeoutSeconds} s, keeps ${bytes(l.reserveBytes)} free`);
-      console.log(`boost on pressure  PSI memory some avg10 > ${l.psiBoostThreshold}%`);
+      console.log(`boost on pressure  ${l.psiBoostThreshold === null ? 'off' : `PSI memory some avg10 > ${l.psiBoostThreshold}%`}`);
     });
 }
