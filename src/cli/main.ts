@@ -3,7 +3,9 @@
 import { Command, CommanderError } from 'commander';
 import { registerAttach } from './commands/attach.js';
 import { registerDaemon } from './commands/daemon.js';
+import { registerDestroy } from './commands/destroy.js';
 import { registerDoctor } from './commands/doctor.js';
+import { registerEnable } from './commands/enable.js';
 import { registerExec } from './commands/exec.js';
 import { registerInstall } from './commands/install.js';
 import { registerLimits } from './commands/limits.js';
@@ -39,6 +41,8 @@ export function buildProgram(): Command {
   registerLimits(program);
   registerDoctor(program);
   registerInstall(program);
+  registerDestroy(program);
+  registerEnable(program);
   return program;
 }
 

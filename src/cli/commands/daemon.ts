@@ -14,6 +14,9 @@ interface DaemonFlags {
   reserveMib: number;
   metrics?: string;
   mmputAsyncNr?: number;
+  libvirt?: boolean;
+  libvirtUri?: string;
+  libvirtPrefix?: string;
 }
 
 export function registerDaemon(program: Command): void {
@@ -39,6 +42,9 @@ export function registerDaemon(program: Command): void {
     .option('--reserve-mib <n>', 'memory kept free when admitting a guest', wholeNumber('--reserve-mib', 0, 1 << 24), DEFAULT_LIMITS.reserveBytes / 2 ** 20)
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--mmput-async-nr <n>', 'syscall number of process_mmput_async on this kernel (env PVTEARDOWN_MMPUT_ASYNC_NR); enables that strategy', wholeNumber('--mmput-async-nr', 0, 4095))
+    .option('--libvirt', "follow libvirt's lifecycle events: arm guests that start with a helper, queue those that stop, reconcile at every (re)connect; a missing libvirtd is waited for (URI: -c, LIBVIRT_DEFAULT_URI or qemu:///system)")
+    .option('--libvirt-uri <uri>', 'as --libvirt, with this libvirt URI')
+    .option('--libvirt-prefix <p>', 'with --libvirt: follow only domains whose name starts with this')
     .action(async (flags: DaemonFlags, cmd: Command) => {
       const envNr = process.env.PVTEARDOWN_MMPUT_ASYNC_NR;
       const nr = flags.mmputAsyncNr ?? (envNr ? wholeNumber('PVTEARDOWN_MMPUT_ASYNC_NR', 0, 4095)(envNr) : null);
@@ -48,6 +54,9 @@ export function registerDaemon(program: Command): void {
         stateDir: flags.stateDir,
         mmputAsyncNr: nr,
         ...(flags.metrics ? { metrics: flags.metrics } : {}),
+        // Off unless asked: daemons of unrelated tests share this host's libvirtd and must not adopt its guests.
+        libvirtUri: flags.libvirt || flags.libvirtUri ? (flags.libvirtUri ?? globals(cmd).connect ?? '') : null,
+        ...(flags.libvirtPrefix ? { libvirtPrefix: flags.libvirtPrefix } : {}),
         limits: {
           ...DEFAULT_LIMITS,
           maxConcurrent: flags.maxConcurrent,

@@ -27,34 +27,37 @@ export function registerWait(program: Command): void {
     )
     .argument('<guest>', 'domain name or UUID, teardown id, or guest pid')
     .option('--timeout <s>', 'give up after this many seconds', wholeNumber('--timeout', 1, 86400))
-    .action(async (ref: string, opts: { timeout?: number }, cmd: Command) => {
-      const deadline = opts.timeout ? Date.now() + opts.timeout * 1000 : Infinity;
-      const tty = process.stderr.isTTY && !globals(cmd).json;
-      let lastLine = 0;
-      for (;;) {
-        const all = await askDaemon<TeardownView[]>(cmd, { op: 'list' });
-        const t = all.filter((v) => matches(v, ref)).at(-1);
-        if (!t) throw new Error(`no teardown for '${ref}': pvteardown list shows the guests the daemon knows`);
-        if (finished(t)) {
-          if (tty) process.stderr.write('\n');
-          if (globals(cmd).json) printJson(t);
-          else console.log(`${t.guest}: ${t.state}${t.error ? `: ${t.error}` : `, ${bytes(t.bytes)} cleared`}`);
-          process.exitCode = t.state === 'done' ? 0 : 1;
-          return;
-        }
-        if (Date.now() > deadline) {
-          if (tty) process.stderr.write('\n');
-          process.stderr.write(`pvteardown: wait: ${t.guest} still ${t.state} after ${opts.timeout} s, ${bytes(t.memoryLeftBytes)} left\n`);
-          process.exitCode = 3;
-          return;
-        }
-        const status = `${t.guest}: ${t.state}, ${bytes(t.memoryLeftBytes)} left`;
-        if (tty) process.stderr.write(`\r${progressBar(t.memoryLeftBytes, t.bytes)} ${status}\x1b[K`);
-        else if (Date.now() - lastLine >= 1000 && !globals(cmd).json) {
-          console.log(status);
-          lastLine = Date.now();
-        }
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    });
+    .action((ref: string, opts: { timeout?: number }, cmd: Command) => waitForTeardown(cmd, ref, opts));
+}
+
+/** Blocks until the latest teardown matching `ref` is finished; sets the exit code (also `destroy --wait`). */
+export async function waitForTeardown(cmd: Command, ref: string, opts: { timeout?: number }): Promise<void> {
+  const deadline = opts.timeout ? Date.now() + opts.timeout * 1000 : Infinity;
+  const tty = process.stderr.isTTY && !globals(cmd).json;
+  let lastLine = 0;
+  for (;;) {
+    const all = await askDaemon<TeardownView[]>(cmd, { op: 'list' });
+    const t = all.filter((v) => matches(v, ref)).at(-1);
+    if (!t) throw new Error(`no teardown for '${ref}': pvteardown list shows the guests the daemon knows`);
+    if (finished(t)) {
+      if (tty) process.stderr.write('\n');
+      if (globals(cmd).json) printJson(t);
+      else console.log(`${t.guest}: ${t.state}${t.error ? `: ${t.error}` : `, ${bytes(t.bytes)} cleared`}`);
+      process.exitCode = t.state === 'done' ? 0 : 1;
+      return;
+    }
+    if (Date.now() > deadline) {
+      if (tty) process.stderr.write('\n');
+      process.stderr.write(`pvteardown: wait: ${t.guest} still ${t.state} after ${opts.timeout} s, ${bytes(t.memoryLeftBytes)} left\n`);
+      process.exitCode = 3;
+      return;
+    }
+    const status = `${t.guest}: ${t.state}, ${bytes(t.memoryLeftBytes)} left`;
+    if (tty) process.stderr.write(`\r${progressBar(t.memoryLeftBytes, t.bytes)} ${status}\x1b[K`);
+    else if (Date.now() - lastLine >= 1000 && !globals(cmd).json) {
+      console.log(status);
+      lastLine = Date.now();
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
