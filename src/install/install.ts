@@ -188,9 +188,16 @@ export function uninstall(root?: string): Step[] {
   const layout = installLayout(root);
   const manifest = readManifest(layout);
   // Without a manifest (lost, or an older install) the marked files at their known places still go.
-  const wrappers = existsSync(layout.wrapperDir) ? readdirSync(layout.wrapperDir).map((n) => path.join(layout.wrapperDir, n)).filter(isMarked) : [];
-  const candidates = [...new Set([...manifest.files.filter((f) => f !== layout.manifest), layout.hook, layout.unit, ...wrappers, layout.manifest])];
+  const wrappers = existsSync(layout.wrapperDir) ? readdirSync(layout.wrapperDir).map((n) => path.join(layout.wrapperDir, n)) : [];
+  const marked = [layout.hook, layout.unit, ...wrappers].filter(isMarked);
+  const candidates = [...new Set([...manifest.files, ...marked])].filter((f) => f !== layout.manifest);
   const steps = candidates.filter((f) => existsSync(f)).map((f) => removeOwned(layout, f));
+  const kept = steps.filter((s) => s.action === 'kept').map((s) => s.path);
+  if (kept.length) {
+    // The directories install created are still to go once the kept files are: remember them.
+    new Writer().write(layout.manifest, JSON.stringify({ [MARKER]: true, files: kept, dirs: manifest.dirs }, null, 1) + '\n', 0o644);
+    steps.push({ action: 'kept', path: layout.manifest, why: 'lists what is left for the next uninstall' });
+  } else if (existsSync(layout.manifest)) steps.push(removeOwned(layout, layout.manifest));
   for (const dir of [...manifest.dirs, layout.wrapperDir, layout.libDir].sort((a, b) => b.length - a.length)) {
     try {
       rmdirSync(dir);
