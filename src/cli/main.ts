@@ -11,7 +11,7 @@ import { registerInstall } from './commands/install.js';
 import { registerLimits } from './commands/limits.js';
 import { registerStatus } from './commands/status.js';
 import { registerWait } from './commands/wait.js';
-import { DEFAULT_SOCKET } from './global-options.js';
+import { DEFAULT_SOCKET, withGlobalOptions } from './global-options.js';
 
 export function buildProgram(): Command {
   const program = new Command('pvteardown')
@@ -43,6 +43,7 @@ export function buildProgram(): Command {
   registerInstall(program);
   registerDestroy(program);
   registerEnable(program);
+  for (const command of program.commands) withGlobalOptions(command);
   return program;
 }
 

@@ -47,10 +47,10 @@ async function armOnce(ctx: DaemonContext, req: ArmRequest): Promise<Teardown> {
 
   let helper: { pid: number; strategy: Strategy } | null = null;
   if (req.strategy !== 'mmput-async') helper = await findSharingHelper(ctx.sys, req.pid, req.strategy, HELPER_APPEARS_MS);
-  if (!helper && (req.strategy === 'mmput-async' || (req.strategy === undefined && ctx.mmputAsyncNr !== null))) {
+  if (!helper && (req.strategy === 'mmput-async' || (req.strategy === undefined && ctx.kernel.mmputAsync))) {
     helper = { pid: await startMmputAsyncHelper(ctx, req.pid), strategy: 'mmput-async' };
   }
-  if (!helper) throw new ArmError(noHelperMessage(req.pid, req.strategy, ctx.mmputAsyncNr));
+  if (!helper) throw new ArmError(noHelperMessage(req.pid, req.strategy, ctx));
   const t = createTeardown(ctx, { ...req, pidStart, helperPid: helper.pid, strategy: helper.strategy });
   watchGuest(ctx, t);
   ctx.log.info({ id: t.id, guest: t.record.guest, pid: req.pid, helper: helper.pid, strategy: helper.strategy }, 'armed');
@@ -137,11 +137,15 @@ async function startMmputAsyncHelper(ctx: DaemonContext, pid: number): Promise<n
   return child.pid!;
 }
 
-function noHelperMessage(pid: number, strategy: Strategy | undefined, mmputAsyncNr: number | null): string {
+function noHelperMessage(pid: number, strategy: Strategy | undefined, ctx: DaemonContext): string {
   const what = strategy === 'qemu' ? `QEMU's cleanup/${pid}` : strategy === 'shim' ? `pvtd/${pid}` : `pvtd/${pid} or cleanup/${pid}`;
+  const mmput =
+    ctx.mmputAsyncNr === null
+      ? ', or on a kernel with process_mmput_async start the daemon with --mmput-async-nr N'
+      : ` (--mmput-async-nr ${ctx.mmputAsyncNr} is configured, but this kernel has no process_mmput_async)`;
   return (
     `no teardown helper shares the memory of pid ${pid} (looked for ${what} for ${HELPER_APPEARS_MS / 1000} s): ` +
     'start the program with `pvteardown exec` or the emulator wrapper (shim), or QEMU with -run-with async-teardown=on (qemu)' +
-    (mmputAsyncNr === null ? ', or on a kernel with process_mmput_async start the daemon with --mmput-async-nr N' : '')
+    mmput
   );
 }

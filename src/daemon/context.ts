@@ -1,7 +1,7 @@
 // What every part of the daemon works with, passed explicitly instead of through globals.
 import type { Logger } from 'pino';
 import type { CgroupBackend } from '../cgroup/index.js';
-import type { Sys } from '../sys/index.js';
+import type { KernelFeatures, Sys } from '../sys/index.js';
 import type { Limits } from './api.js';
 import type { Journal } from './journal.js';
 import type { Pacer } from './pacing.js';
@@ -17,6 +17,8 @@ export interface DaemonContext {
   limits: Limits;
   /** process_mmput_async's syscall number on this kernel, when configured (never guessed). */
   mmputAsyncNr: number | null;
+  /** What the running kernel offers, probed at start. */
+  kernel: KernelFeatures;
   /** Aborted when the daemon stops: ends every wait on a guest or helper. */
   stopping: AbortSignal;
 }

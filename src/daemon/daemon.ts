@@ -31,6 +31,8 @@ export interface DaemonOptions {
   stateDir: string;
   limits: Limits;
   mmputAsyncNr: number | null;
+  /** Take over helpers that no daemon armed (one daemon per host: yes; a test daemon: no). */
+  adopt: boolean;
   metrics?: string;
   log?: Logger;
   /** Follow libvirt's lifecycle events (libvirt-watch.ts): the URI ('' = default), or null for off. */
@@ -63,21 +65,23 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   cgroups.ensureRoot();
   const files = new StateFiles(opts.stateDir);
   const stopping = new AbortController();
+  const sys = openSys();
+  const kernel = await sys.probe(opts.mmputAsyncNr === null ? {} : { mmputAsyncNr: opts.mmputAsyncNr });
   const ctx: DaemonContext = {
     log,
     cgroups,
-    sys: openSys(),
+    sys,
     registry: new Registry(files),
     journal: new Journal(opts.stateDir),
     pacer: new Pacer(cgroups, opts.limits, log),
     limits: { ...opts.limits },
     mmputAsyncNr: opts.mmputAsyncNr,
+    kernel,
     stopping: stopping.signal,
   };
-  const kernel = await ctx.sys.probe(opts.mmputAsyncNr === null ? {} : { mmputAsyncNr: opts.mmputAsyncNr });
   const startedAt = new Date().toISOString();
 
-  const summary = await recover(ctx, files);
+  const summary = await recover(ctx, files, { adopt: opts.adopt });
   log.info({ ...summary, cgroup: cgroups.paths, sys: ctx.sys.kind }, 'recovered');
 
   const status = (): StatusView => ({
@@ -127,7 +131,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       }
     }
   };
-  const server = await serveSocket(opts.socket, handle);
+  const server = await serveSocket(opts.socket, handle, { log: (message) => log.warn(message) });
   const metrics: Server | undefined = opts.metrics ? await serveMetrics(ctx, opts.metrics) : undefined;
   const libvirt =
     opts.libvirtUri === null || opts.libvirtUri === undefined
@@ -136,8 +140,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
 
   const tick = setInterval(() => {
     refreshMemory(ctx);
-    const pressure = memoryPressure();
-    if (pressure !== null && pressure > ctx.limits.psiBoostThreshold && pendingBytes(ctx) > 0) ctx.pacer.boost('psi');
+    const pressure = ctx.limits.psiBoostThreshold === null ? null : memoryPressure();
+    if (pressure !== null && pressure > ctx.limits.psiBoostThreshold! && pendingBytes(ctx) > 0) ctx.pacer.boost('psi');
     else ctx.pacer.unboost('psi');
   }, TICK_MS);
 

@@ -1,7 +1,7 @@
 // The daemon on real processes and real cgroups: queueing, pacing, recovery after a crash,
 // adoption of helpers started while no daemon ran, admission, and a robust socket.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
@@ -210,6 +210,20 @@ describe('pvteardown daemon', { concurrency: false }, () => {
     assert.ok(bytes >= 200 * 2 ** 20, `bytes ${bytes}`);
     assert.match(text, /^pvteardown_teardown_cpu_seconds_total 0\.\d+$/m);
     assert.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404);
+  });
+
+  it('attach with strategy mmput-async on a kernel without the syscall: the ENOSYS explanation, nothing armed', async (t) => {
+    if (!requireRoot(t) || !root) return;
+    const d = await daemon(['--mmput-async-nr', '1000']);
+    const g = await startFakeGuest({ mib: 16 });
+    const r = spawnSync(process.execPath, [CLI, '--socket', d.socket, 'attach', '--pid', String(g.pid), '--strategy', 'mmput-async'], { encoding: 'utf8' });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr.trim(), /^pvteardown: mmput-async: pid \d+: ENOSYS: this kernel does not carry the process_mmput_async patch .*use the shim or qemu strategy$/);
+    assert.deepEqual(await d.list(), []);
+    const noHelper = spawnSync(process.execPath, [CLI, '--socket', d.socket, 'attach', '--pid', String(g.pid)], { encoding: 'utf8' });
+    assert.equal(noHelper.status, 1);
+    assert.match(noHelper.stderr, /no teardown helper shares the memory of pid \d+/);
+    await killAndTime(g.pid);
   });
 
   it('bad requests get an error reply and the daemon keeps serving', async (t) => {
