@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { CgroupBackend } from '../../src/cgroup/index.js';
+import { CLI } from '../support/daemon.js';
 import { GUEST_MIB, helperOf, killAndTime, requireRoot, startFakeGuest, testCgroups } from '../support/system.js';
 
 const MiB = 1024 * 1024;
@@ -13,7 +14,7 @@ describe('shim teardown on a fake guest', { concurrency: false }, () => {
   const root = process.getuid?.() === 0;
   if (root) cg = testCgroups({ after });
 
-  it(`a ${GUEST_MIB} MiB guest exits >= 10x sooner after SIGKILL under the shim, and its memory comes back`, async (t) => {
+  it(`a ${GUEST_MIB} MiB guest exits >= 10x sooner after SIGKILL under pvteardown exec, and its memory comes back`, async (t) => {
     if (!requireRoot(t) || !root) return;
     cg.create('plain');
     cg.create('shimmed');
@@ -21,7 +22,9 @@ describe('shim teardown on a fake guest', { concurrency: false }, () => {
     assert.ok(cg.memoryUsageBytes('plain') >= GUEST_MIB * MiB * 0.95, 'the plain guest owns its memory');
     const plainTiming = await killAndTime(plain.pid);
 
-    const shimmed = await startFakeGuest({ mib: GUEST_MIB, shim: true, cgroup: { backend: cg, id: 'shimmed' } });
+    // Through the CLI, as an operator would run it (no daemon here: the helper works on its own).
+    const exec = [process.execPath, CLI, '--socket', '/nonexistent/pvteardown.sock', 'exec', '--'];
+    const shimmed = await startFakeGuest({ mib: GUEST_MIB, via: exec, cgroup: { backend: cg, id: 'shimmed' } });
     const helper = await helperOf(shimmed.pid);
     assert.ok(cg.memoryUsageBytes('shimmed') >= GUEST_MIB * MiB * 0.95, 'the shimmed guest owns its memory');
     const timing = await killAndTime(shimmed.pid, helper);
