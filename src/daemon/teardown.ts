@@ -1,25 +1,15 @@
 // A teardown's record and its state machine. The record is what a state file holds, so that a
 // restarted daemon knows each teardown again (design.md §2: the cgroup tree plus these files).
-import type { Strategy, TeardownState, TeardownView } from './api.js';
+import type { TeardownState, TeardownView } from './api.js';
 
-export interface TeardownRecord {
-  id: string;
-  guest: string;
+/** What a state file holds: the view's fields that are facts (not live readings), plus what
+ * recognises the processes again across daemon restarts (pid and start time). */
+export type TeardownRecord = Omit<TeardownView, 'memoryLeftBytes' | 'cgroup'> & {
   uuid?: string;
-  pid: number;
   /** /proc/<pid>/stat start time: with the pid, recognises the guest across daemon restarts. */
   pidStart: number;
-  helperPid: number | null;
   helperStart: number | null;
-  strategy: Strategy;
-  state: TeardownState;
-  armedAt: string;
-  exitedAt: string | null;
-  finishedAt: string | null;
-  cpuUsec: number;
-  bytes: number;
-  error?: string;
-}
+};
 
 /** Which state may follow which; anything else is a bug and throws. */
 const NEXT: Record<TeardownState, readonly TeardownState[]> = {
@@ -60,24 +50,8 @@ export class Teardown {
   }
 
   view(): TeardownView {
-    const r = this.record;
-    const view: TeardownView = {
-      id: r.id,
-      guest: r.guest,
-      pid: r.pid,
-      helperPid: r.helperPid,
-      strategy: r.strategy,
-      state: r.state,
-      armedAt: r.armedAt,
-      exitedAt: r.exitedAt,
-      finishedAt: r.finishedAt,
-      cpuUsec: r.cpuUsec,
-      memoryLeftBytes: isFinished(r.state) ? 0 : this.memoryLeftBytes,
-      cgroup: this.cgroupPath,
-      bytes: r.bytes,
-    };
-    if (r.error) view.error = r.error;
-    return view;
+    const { uuid: _uuid, pidStart: _pidStart, helperStart: _helperStart, ...facts } = this.record;
+    return { ...facts, memoryLeftBytes: isFinished(facts.state) ? 0 : this.memoryLeftBytes, cgroup: this.cgroupPath };
   }
 }
 

@@ -5,15 +5,10 @@ import { helperJson } from './helper-exec.js';
 import { processStartTime, rssBytes } from './proc.js';
 import type { HelperRunOptions, KernelFeatures, MmputAsyncResult, MreleaseResult, Sys, SysKind } from './types.js';
 
-interface ProbeJson {
-  arch: string;
-  kernel: string;
-  pidfd: boolean;
-  clone3: boolean;
-  processMrelease: boolean;
-  kcmp: boolean;
+/** `pvteardown-helper probe`'s output: the features, with mmput-async as the helper reports it. */
+type ProbeJson = Omit<KernelFeatures, 'mmputAsync' | 'mmputAsyncReason'> & {
   mmputAsync: null | { nr: number; present: boolean; reason?: string };
-}
+};
 
 export function checkPid(pid: number): void {
   if (!Number.isSafeInteger(pid) || pid <= 0 || pid > 0x3fffffff) {
