@@ -146,6 +146,11 @@ export function install(opts: InstallOptions): Step[] {
   for (const f of [programs.hookMain, programs.cli]) {
     if (!existsSync(f)) throw new InstallError(`${f} is missing: build pvteardown first (npm run build)`);
   }
+  if (/[\s:]/.test(layout.shim)) {
+    throw new InstallError(
+      `the shim would be at ${JSON.stringify(layout.shim)}, a path with a space or ':' that LD_PRELOAD cannot hold (the dynamic linker splits entries there): choose a --root without them`,
+    );
+  }
   const shim = readSource(nativePath('libpvteardown-shim.so'));
   const helper = readSource(nativePath('pvteardown-helper'));
   refuseForeign(layout.hook);

@@ -14,6 +14,8 @@ import { nativePath } from '../../src/paths.js';
 import { CLI } from '../support/daemon.js';
 import { helperOf, waitExit } from '../support/system.js';
 
+const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 function cli(args: string[]): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -41,7 +43,9 @@ function tree(dir: string): string[] {
 }
 
 describe('pvteardown install / uninstall --root', { concurrency: false }, () => {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'pvteardown-install-'));
+  // A quote and a $ in every path (the shell wrapper, the hook and the unit must quote them); a
+  // space in the socket's. (Spaces in the shim's path cannot work: see the test below.)
+  const root = mkdtempSync(path.join(os.tmpdir(), "pvteardown-install-it's-$HOME-"));
   after(() => rmSync(root, { recursive: true, force: true }));
   const layout = installLayout(root);
   const bin = path.join(root, 'usr', 'bin');
@@ -81,14 +85,25 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
     const unit = readFileSync(layout.unit, 'utf8');
     assert.match(unit, /^Restart=always$/m);
     assert.match(unit, /^RestartSec=1$/m);
-    assert.match(unit, new RegExp(`^ExecStart=${process.execPath} \\S+/dist/src/cli/main\\.js --socket "${socket}" daemon$`, 'm'));
-    assert.match(unit, new RegExp(`^Environment=PVTEARDOWN_NATIVE_DIR=${layout.libDir}$`, 'm'));
+    assert.match(unit, new RegExp(`^ExecStart=${esc(process.execPath)} \\S+/dist/src/cli/main\\.js --socket "${esc(socket)}" daemon$`, 'm'));
+    assert.match(unit, new RegExp(`^Environment="PVTEARDOWN_NATIVE_DIR=${esc(layout.libDir)}"$`, 'm'));
+  });
+
+  it('systemd accepts the unit (systemd-analyze verify)', (t) => {
+    const r = spawnSync('systemd-analyze', ['verify', layout.unit], { encoding: 'utf8', timeout: 30_000 });
+    if (r.error) {
+      const why = `needs systemd-analyze: ${r.error.message}`;
+      process.stderr.write(`SKIPPED ${t.name}: ${why}\n`);
+      return t.skip(why);
+    }
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, '');
   });
 
   it('the human output names each file and tells to restart libvirtd', () => {
     const r = cli(['--socket', socket, 'install', '--root', root]);
     assert.equal(r.code, 0);
-    assert.match(r.stdout, new RegExp(`^unchanged +${layout.hook}$`, 'm'));
+    assert.match(r.stdout, new RegExp(`^unchanged +${esc(layout.hook)}$`, 'm'));
     assert.match(r.stdout, /restart libvirtd/);
   });
 
@@ -102,7 +117,7 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
       child.stdin!.write('\n');
       assert.match(String((await lines.next()).value), /^READY/);
       assert.ok((await helperOf(child.pid!)) > 0);
-      assert.match(readFileSync(`/proc/${child.pid}/maps`, 'utf8'), new RegExp(layout.shim.replace(/[.]/g, '\\.')));
+      assert.ok(readFileSync(`/proc/${child.pid}/maps`, 'utf8').includes(layout.shim), 'the installed shim is mapped');
     } finally {
       child.kill('SIGKILL');
       await waitExit(child.pid!);
@@ -136,7 +151,7 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
     writeFileSync(layout.hook, foreign);
     const r = cli(['install', '--root', root]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, new RegExp(`^pvteardown: ${layout.hook} exists and was not written by pvteardown install .*move it away, then install again\\n$`));
+    assert.match(r.stderr, new RegExp(`^pvteardown: ${esc(layout.hook)} exists and was not written by pvteardown install .*move it away, then install again\\n$`));
     assert.equal(readFileSync(layout.hook, 'utf8'), foreign);
     unlinkSync(layout.hook);
     steps(['--socket', socket, 'install', '--root', root]);
@@ -155,6 +170,18 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
     const r = cli(['uninstall', '--root', root]);
     assert.equal(r.code, 0);
     assert.equal(r.stdout, 'nothing to remove: pvteardown is not installed here\n');
+  });
+
+  it('refuses a root whose shim path LD_PRELOAD could not hold (a space), in one line, writing nothing', () => {
+    const spaced = mkdtempSync(path.join(os.tmpdir(), 'pvteardown install '));
+    try {
+      const r = cli(['install', '--root', spaced]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /^pvteardown: the shim would be at ".*", a path with a space or ':' that LD_PRELOAD cannot hold .*choose a --root without them\n$/);
+      assert.deepEqual(readdirSync(spaced), []);
+    } finally {
+      rmSync(spaced, { recursive: true, force: true });
+    }
   });
 
   it('install where it cannot write fails in one line naming the path and the error', () => {
