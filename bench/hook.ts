@@ -4,10 +4,11 @@
 //
 //   node dist/bench/hook.js [--runs N]
 //
-// `started` arms a new guest each run (a fake guest with the shim), `stopped` reports its exit.
-// Absolute times move with the machine's load; compare each row with the node baseline.
+// `started` arms a new guest each round (a fake guest with the shim), `stopped` reports its exit.
+// Absolute times move with the machine's load; compare each row with the node baseline of the
+// same run (cases run round-robin), and the CPU column, which load does not stretch.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -47,11 +48,29 @@ const xml = (name: string) =>
   `<domain type='kvm'><name>${name}</name><uuid>3e0c5a52-6b1d-4b43-9a53-0c1f8d2e7a10</uuid><memory unit='MiB'>64</memory>` +
   `<devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices></domain>\n`;
 
-/** Wall time of one run, and how it ended (a run that is not fail-open or silent as expected is a bug). */
-function timeRun(argv: string[], input: string, env: NodeJS.ProcessEnv): { ms: number; code: number | null; stderr: string } {
+const TIME = '/usr/bin/time';
+const haveTime = spawnSync(TIME, ['-f', '%U', 'true']).status === 0;
+
+interface Sample {
+  ms: number;
+  /** User + system CPU of the hook and its children (sh, node), from /usr/bin/time (10 ms steps). */
+  cpuMs: number | null;
+  code: number | null;
+  stderr: string;
+}
+
+/** One run as libvirt makes it; wall time from here, CPU time from time(1) when it is installed. */
+function timeRun(argv: string[], input: string, env: NodeJS.ProcessEnv, cpuFile: string): Sample {
+  const full = haveTime ? [TIME, '-q', '-f', '%U %S', '-o', cpuFile, ...argv] : argv;
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(argv[0]!, argv.slice(1), { input, env: { ...process.env, ...env }, encoding: 'utf8' });
-  return { ms: Number(process.hrtime.bigint() - t0) / 1e6, code: r.status, stderr: r.stderr };
+  const r = spawnSync(full[0]!, full.slice(1), { input, env: { ...process.env, ...env }, encoding: 'utf8' });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  let cpuMs: number | null = null;
+  if (haveTime) {
+    const [u, sy] = readFileSync(cpuFile, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number);
+    cpuMs = ((u ?? NaN) + (sy ?? NaN)) * 1000;
+  }
+  return { ms, cpuMs, code: r.status, stderr: r.stderr };
 }
 
 interface Row {
@@ -61,19 +80,29 @@ interface Row {
   p95Ms: number;
   minMs: number;
   maxMs: number;
+  medianCpuMs: number | null;
   /** What the last run printed on stderr: the expected one line, or nothing. */
   stderr: string;
 }
 
-function row(name: string, samples: { ms: number; code: number | null; stderr: string }[]): Row {
+const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+
+function row(name: string, samples: Sample[]): Row {
   const bad = samples.find((s) => s.code !== 0);
   if (bad) fail(`${name}: exit ${bad.code}: ${bad.stderr.trim()}`);
   const ms = samples.map((s) => s.ms).sort((a, b) => a - b);
-  const at = (q: number) => ms[Math.min(ms.length - 1, Math.ceil(q * ms.length) - 1)]!;
-  return { case: name, runs: ms.length, medianMs: at(0.5), p95Ms: at(0.95), minMs: ms[0]!, maxMs: ms.at(-1)!, stderr: samples.at(-1)!.stderr.trim() };
+  const cpu = samples.every((s) => s.cpuMs !== null) ? samples.map((s) => s.cpuMs!).sort((a, b) => a - b) : null;
+  return {
+    case: name,
+    runs: ms.length,
+    medianMs: quantile(ms, 0.5),
+    p95Ms: quantile(ms, 0.95),
+    minMs: ms[0]!,
+    maxMs: ms.at(-1)!,
+    medianCpuMs: cpu && quantile(cpu, 0.5),
+    stderr: samples.at(-1)!.stderr.trim(),
+  };
 }
-
-const repeat = <T>(n: number, f: (i: number) => T): T[] => Array.from({ length: n }, (_, i) => f(i));
 
 /** A shim guest as the wrapper would start it; resolves with its PID once its helper exists. */
 async function shimGuest(): Promise<{ pid: number; kill(): void }> {
@@ -83,61 +112,84 @@ async function shimGuest(): Promise<{ pid: number; kill(): void }> {
   return { pid: child.pid!, kill: () => child.kill('SIGKILL') };
 }
 
+interface Case {
+  name: string;
+  argv(i: number): string[];
+  env: NodeJS.ProcessEnv;
+  /** Runs before this case in round i (e.g. the guest dies before `stopped`). */
+  before?(i: number): void;
+}
+
 async function main(): Promise<void> {
   const { runs } = options();
   const startedAt = new Date();
   const runDir = mkdtempSync(path.join(os.tmpdir(), 'pvteardown-hookbench-'));
-  const rows: Row[] = [];
-  const hook = (args: string[]) => [HOOK, ...args];
+  const cpuFile = path.join(runDir, 'cpu');
+  const hook = (...args: string[]) => [HOOK, ...args, '-'];
+  const name = (i: number) => `bench-${i}`;
+  const none = { PVTEARDOWN_SOCKET: path.join(runDir, 'absent.sock'), PVTEARDOWN_LIBVIRT_RUN_DIR: runDir };
+  writeFileSync(path.join(runDir, 'g.pid'), `${process.pid}\n`);
+  const cases: Case[] = [
+    { name: 'baseline: node -e 0', argv: () => [process.execPath, '-e', '0'], env: {} },
+    ...(['prepare begin', 'started begin', 'stopped end', 'migrate begin'] as const).map(
+      (op): Case => ({ name: `no daemon: ${op}`, argv: () => hook('g', ...op.split(' ')), env: none }),
+    ),
+  ];
+  const root = process.getuid?.() === 0;
+  let d: TestDaemon | null = null;
+  const guests = new Map<number, { pid: number; kill(): void }>();
+  if (!root) process.stderr.write('hook bench: SKIPPED the rows with a daemon: needs root (the daemon creates cgroups)\n');
+  else {
+    d = await startTestDaemon();
+    const env = { PVTEARDOWN_SOCKET: d.socket, PVTEARDOWN_LIBVIRT_RUN_DIR: runDir };
+    cases.push(
+      { name: 'daemon: prepare begin (admit, fits)', argv: (i) => hook(name(i), 'prepare', 'begin'), env },
+      { name: 'daemon: started begin (arm a new shim guest)', argv: (i) => hook(name(i), 'started', 'begin'), env },
+      // The same arm again without the launcher: what /bin/sh adds.
+      { name: 'daemon: reconnect begin, node main.js directly', argv: (i) => [process.execPath, HOOK_MAIN, name(i), 'reconnect', 'begin', '-'], env },
+      { name: 'daemon: stopped end (exited)', argv: (i) => hook(name(i), 'stopped', 'end'), env, before: (i) => guests.get(i)?.kill() },
+      { name: 'daemon: migrate begin (ignored)', argv: (i) => hook(name(i), 'migrate', 'begin'), env },
+    );
+  }
+  const samples = cases.map((): Sample[] => []);
   try {
-    rows.push(row('baseline: node -e 0', repeat(runs, () => timeRun([process.execPath, '-e', '0'], '', {}))));
-
-    const none = { PVTEARDOWN_SOCKET: path.join(runDir, 'absent.sock'), PVTEARDOWN_LIBVIRT_RUN_DIR: runDir };
-    writeFileSync(path.join(runDir, 'g.pid'), `${process.pid}\n`);
-    for (const [op, sub] of [['prepare', 'begin'], ['started', 'begin'], ['stopped', 'end'], ['migrate', 'begin']] as const) {
-      rows.push(row(`no daemon: ${op} ${sub}`, repeat(runs, () => timeRun(hook(['g', op, sub, '-']), xml('g'), none))));
-    }
-
-    if (process.getuid?.() !== 0) {
-      process.stderr.write('hook bench: SKIPPED the rows with a daemon: needs root (the daemon creates cgroups)\n');
-    } else {
-      const d: TestDaemon = await startTestDaemon();
-      try {
-        const env = { PVTEARDOWN_SOCKET: d.socket, PVTEARDOWN_LIBVIRT_RUN_DIR: runDir };
-        rows.push(row('daemon: prepare begin (admit, fits)', repeat(runs, () => timeRun(hook(['g', 'prepare', 'begin', '-']), xml('g'), env))));
-        const started: ReturnType<typeof timeRun>[] = [];
-        const stopped: ReturnType<typeof timeRun>[] = [];
-        const direct: ReturnType<typeof timeRun>[] = [];
-        for (let i = 0; i < runs; i++) {
-          const name = `bench-${i}`;
-          const guest = await shimGuest();
-          writeFileSync(path.join(runDir, `${name}.pid`), String(guest.pid));
-          started.push(timeRun(hook([name, 'started', 'begin', '-']), xml(name), env));
-          // The same arm again without the launcher: what /bin/sh adds.
-          direct.push(timeRun([process.execPath, HOOK_MAIN, name, 'reconnect', 'begin', '-'], xml(name), env));
-          guest.kill();
-          stopped.push(timeRun(hook([name, 'stopped', 'end', '-']), xml(name), env));
-        }
-        rows.push(row('daemon: started begin (arm a new shim guest)', started));
-        rows.push(row('daemon: reconnect begin, node main.js without launcher', direct));
-        rows.push(row('daemon: stopped end (exited)', stopped));
-        rows.push(row('daemon: migrate begin (ignored)', repeat(runs, () => timeRun(hook(['g', 'migrate', 'begin', '-']), xml('g'), env))));
-      } finally {
-        await d.cleanup();
+    // Round-robin: every case once per round, so that the machine's changing load hits all alike.
+    for (let i = 0; i < runs; i++) {
+      if (d) {
+        const guest = await shimGuest();
+        guests.set(i, guest);
+        writeFileSync(path.join(runDir, `${name(i)}.pid`), String(guest.pid));
       }
+      cases.forEach((c, k) => {
+        c.before?.(i);
+        samples[k]!.push(timeRun(c.argv(i), xml(name(i)), c.env, cpuFile));
+      });
+      guests.get(i)?.kill();
     }
   } finally {
+    for (const g of guests.values()) g.kill();
+    await d?.cleanup();
     rmSync(runDir, { recursive: true, force: true });
   }
 
-  const base = rows[0]!.medianMs;
-  const file = writeResults('hook', startedAt, { machine: describeMachine(), runs, rows });
+  const rows = cases.map((c, k) => row(c.name, samples[k]!));
+  const base = rows[0]!;
+  const file = writeResults('hook', startedAt, { machine: describeMachine(), runs, cpuFromTime: haveTime, rows });
   process.stdout.write(
     renderTable(
-      ['case', 'median ms', 'p95 ms', 'min', 'max', 'x node', 'stderr (last run)'],
-      rows.map((r) => [r.case, fmt(r.medianMs), fmt(r.p95Ms), fmt(r.minMs), fmt(r.maxMs), (r.medianMs / base).toFixed(2), r.stderr.slice(0, 60)]),
-      new Set([1, 2, 3, 4, 5]),
-    ) + `\n\n${runs} runs each; results: ${path.relative(process.cwd(), file)}\n`,
+      ['case', 'median ms', 'p95 ms', 'min', 'max', 'x node', 'CPU ms', 'stderr (last run)'],
+      rows.map((r) => [
+        r.case,
+        fmt(r.medianMs),
+        fmt(r.p95Ms),
+        fmt(r.minMs),
+        fmt(r.maxMs),
+        (r.medianMs / base.medianMs).toFixed(2),
+        r.medianCpuMs === null ? '-' : fmt(r.medianCpuMs),
+        r.stderr.slice(0, 50),
+      ]),
+      new Set([1, 2, 3, 4, 5, 6]),
+    ) + `\n\n${runs} rounds, every case once per round; results: ${path.relative(process.cwd(), file)}\n`,
   );
 }
 
