@@ -4,11 +4,10 @@
 import { accessSync, constants } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Command } from 'commander';
+import { installLayout } from '../../install/layout.js';
 import { formatVersion, LibvirtClient } from '../../libvirt/index.js';
 import { globals } from '../global-options.js';
 
-/** Where `pvteardown install` puts the emulator wrappers (one per emulator binary name). */
-export const WRAPPER_DIR = '/usr/local/libexec/pvteardown';
 const NS = 'https://pvteardown.dev/libvirt/1';
 const QEMU_NS = 'http://libvirt.org/schemas/domain/qemu/1.0';
 /** virDomainXMLFlags: SECURE keeps passwords (a redefinition would drop them), INACTIVE the persistent config. */
@@ -181,7 +180,7 @@ export function registerEnable(program: Command): void {
     )
     .argument('<domain>', 'domain name, UUID or ID')
     .option('--strategy <s>', 'shim or qemu', parseStrategy, 'shim' as EnableStrategy)
-    .option('--wrapper-dir <dir>', 'where the emulator wrappers are', WRAPPER_DIR)
+    .option('--wrapper-dir <dir>', 'where the emulator wrappers are (pvteardown install puts them here)', installLayout().wrapperDir)
     .action(async (ref: string, opts: { strategy: EnableStrategy; wrapperDir: string }, cmd: Command) => {
       await withLibvirt(cmd, async (c) => {
         const dom = await c.lookup(ref);
