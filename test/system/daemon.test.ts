@@ -226,6 +226,21 @@ describe('pvteardown daemon', { concurrency: false }, () => {
     await killAndTime(g.pid);
   });
 
+  it('limits through the CLI: shown, changed live, none for unlimited, bad values refused', async (t) => {
+    if (!requireRoot(t) || !root) return;
+    const d = await daemon(['--cpu', '30', '--max-concurrent', '2']);
+    const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, 'limits', '--socket', d.socket, ...args], { encoding: 'utf8' });
+    const shown = JSON.parse(cli('--json').stdout);
+    assert.deepEqual([shown.cpuPercent, shown.maxConcurrent, shown.psiBoostThreshold], [30, 2, null], 'test daemons run with --psi-boost off');
+    assert.deepEqual(JSON.parse(cli('--cpu', 'none', '--max-concurrent', '4', '--json').stdout).cpuPercent, null);
+    assert.deepEqual(JSON.parse(cli('--cpu', '20', '--json').stdout).cpuPercent, 20);
+    assert.equal(d.cgroups.cpuLimit(), 20, 'the budget is on the cgroup root');
+    const bad = cli('--cpu', 'lots');
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /^pvteardown: --cpu 'lots' is not a whole number from 1 to 102400\n$/);
+    assert.match(cli().stdout, /cpu budget +20% of one CPU/);
+  });
+
   it('bad requests get an error reply and the daemon keeps serving', async (t) => {
     if (!requireRoot(t) || !root) return;
     const d = await daemon([]);

@@ -18,7 +18,7 @@ interface DaemonFlags {
   libvirtUri?: string;
   libvirtPrefix?: string;
   adopt: boolean;
-  psiBoost: number | null;
+  psiBoost: number | 'off';
 }
 
 export function registerDaemon(program: Command): void {
@@ -43,7 +43,7 @@ export function registerDaemon(program: Command): void {
     }, DEFAULT_LIMITS.admissionPolicy)
     .option('--reserve-mib <n>', 'memory kept free when admitting a guest', wholeNumber('--reserve-mib', 0, 1 << 24), DEFAULT_LIMITS.reserveBytes / 2 ** 20)
     .option('--psi-boost <avg10|off>', "boost teardowns while PSI memory 'some avg10' is above this percentage", (v: string) =>
-      v === 'off' ? null : wholeNumber('--psi-boost', 1, 100)(v), DEFAULT_LIMITS.psiBoostThreshold)
+      v === 'off' ? 'off' : wholeNumber('--psi-boost', 1, 100)(v), DEFAULT_LIMITS.psiBoostThreshold ?? 'off')
     .option('--no-adopt', 'do not take over helpers no daemon armed (programs started with exec while no daemon ran)')
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--mmput-async-nr <n>', 'syscall number of process_mmput_async on this kernel (env PVTEARDOWN_MMPUT_ASYNC_NR); enables that strategy', wholeNumber('--mmput-async-nr', 0, 4095))
@@ -71,7 +71,8 @@ export function registerDaemon(program: Command): void {
           admissionTimeoutSeconds: flags.admissionTimeout,
           admissionPolicy: flags.admissionPolicy,
           reserveBytes: flags.reserveMib * 2 ** 20,
-          psiBoostThreshold: flags.psiBoost,
+          // commander does not keep a null from a parser: 'off' travels as the word
+          psiBoostThreshold: flags.psiBoost === 'off' ? null : flags.psiBoost,
         },
       });
       await new Promise<void>((resolve) => {

@@ -11,12 +11,13 @@ export function registerLimits(program: Command): void {
     .description('show the pacing limits, or change them on the running daemon (until it restarts)')
     .option('--max-concurrent <n>', 'teardowns that may run at once', wholeNumber('--max-concurrent', 1, 64))
     .option('--cpu <percent|none>', "CPU budget in percent of one CPU, or 'none' for unlimited", (v: string) =>
-      v === 'none' ? null : wholeNumber('--cpu', 1, 102400)(v),
+      v === 'none' ? 'none' : wholeNumber('--cpu', 1, 102400)(v),
     )
-    .action(async (opts: { maxConcurrent?: number; cpu?: number | null }, cmd: Command) => {
+    .action(async (opts: { maxConcurrent?: number; cpu?: number | 'none' }, cmd: Command) => {
       const req: { op: 'limits'; maxConcurrent?: number; cpuPercent?: number | null } = { op: 'limits' };
       if (opts.maxConcurrent !== undefined) req.maxConcurrent = opts.maxConcurrent;
-      if (opts.cpu !== undefined) req.cpuPercent = opts.cpu;
+      // commander does not keep a null from a parser: 'none' travels as the word
+      if (opts.cpu !== undefined) req.cpuPercent = opts.cpu === 'none' ? null : opts.cpu;
       const l = await askDaemon<Limits>(cmd, req);
       if (globals(cmd).json) return printJson(l);
       console.log(`max concurrent     ${l.maxConcurrent}`);
