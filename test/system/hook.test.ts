@@ -3,7 +3,7 @@
 // behaviour for everything that can go wrong on pvteardown's side.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -128,13 +128,27 @@ describe('qemu hook without a daemon', () => {
     }
   });
 
-  it('a hook program that cannot start (broken MAIN) still exits 0 with one line: the launcher is fail-open', async () => {
-    const { readFileSync } = await import('node:fs');
-    const broken = path.join(dir, 'broken-hook');
-    writeFileSync(broken, readFileSync(HOOK, 'utf8').replace(/^MAIN=.*$/m, `MAIN=${path.join(dir, 'missing.js')}`), { mode: 0o755 });
-    const run = await runHookProgram(['g', 'started', 'begin', '-'], xml, env, broken);
+  it('a hook that cannot start its program (MAIN or node missing, node failing) still exits 0 with one line', async () => {
+    const mainJs = path.join(packageRoot, 'dist', 'src', 'hook', 'main.js');
+    const variant = (name: string, from: RegExp, to: string) => {
+      const file = path.join(dir, name);
+      writeFileSync(file, readFileSync(HOOK, 'utf8').replace(/^MAIN=.*$/m, `MAIN=${mainJs}`).replace(from, to), { mode: 0o755 });
+      return file;
+    };
+    const noMain = variant('no-main', /^MAIN=.*$/m, `MAIN=${path.join(dir, 'missing.js')}`);
+    let run = await runHookProgram(['g', 'started', 'begin', '-'], xml, env, noMain);
     assert.equal(run.code, 0);
-    assert.match(run.stderr, /pvteardown hook: node .*missing\.js ended with status 1 for 'g started begin -': nothing done \(fail-open\)\n$/);
+    oneLine(run, /cannot run node .*missing\.js \(missing; run pvteardown install again\): guest g not managed \(fail-open\)/);
+    const noNode = variant('no-node', /^NODE=.*$/m, `NODE=${path.join(dir, 'no-such-node')}`);
+    run = await runHookProgram(['g', 'started', 'begin', '-'], xml, env, noNode);
+    assert.equal(run.code, 0);
+    oneLine(run, /cannot run .*no-such-node/);
+    // A program that dies on its own (here: exit 7) is not a refusal either.
+    const failing = variant('failing', /^NODE=.*$/m, `NODE=${path.join(dir, 'exit7')}`);
+    writeFileSync(path.join(dir, 'exit7'), '#!/bin/sh\nexit 7\n', { mode: 0o755 });
+    run = await runHookProgram(['g', 'prepare', 'begin', '-'], xml, env, failing);
+    assert.equal(run.code, 0);
+    oneLine(run, /exit7 .*main\.js ended with status 7 for 'g prepare begin -': nothing done \(fail-open\)/);
   });
 });
 
