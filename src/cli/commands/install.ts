@@ -18,19 +18,34 @@ export function registerInstall(program: Command): void {
     .command('install')
     .summary('install the libvirt hook, emulator wrappers and service unit')
     .description(
-      'Install pvteardown for libvirt (idempotent: run it again after an upgrade or a new QEMU):\n' +
-        `  ${layout.hook}\n      the qemu hook: admission at prepare, arming at started/reconnect, exits at stopped/release;\n` +
-        "      fail-open: only the daemon's admission under policy strict ever stops a guest from starting\n" +
-        `  ${layout.wrapperDir}/qemu-system-*\n      one wrapper per qemu-system-* on PATH: execs the real emulator in the same PID with the\n` +
-        '      teardown shim; `pvteardown enable DOMAIN` points a domain\'s <emulator> at it\n' +
-        `  ${layout.libDir}/\n      the shim library and pvteardown-helper, readable by the user QEMU runs as\n` +
-        `  ${layout.unit}\n      runs \`pvteardown daemon\`, restarted at once whenever it ends (queued helpers wait frozen for it)\n` +
-        'The socket given with the global --socket is written into the hook and the unit. Files are replaced by ' +
-        'rename, so running guests keep the ones they use. Then: systemctl daemon-reload; systemctl enable --now ' +
-        'pvteardown; restart libvirtd (it reads hooks only when it starts).',
+      'Install pvteardown for libvirt. Idempotent: run it again after an upgrade or when a QEMU was added. ' +
+        'The socket of the global --socket is written into the hook and the unit. Files are replaced by rename, ' +
+        'so running guests keep the ones they use. Refuses to replace a hook or unit it did not write.',
     )
     .option('--root <dir>', ROOT_HELP)
-    .addHelpText('after', '\nExamples:\n  pvteardown install\n  pvteardown --socket /run/pvtd.sock install\n  pvteardown install --root /tmp/stage')
+    .addHelpText(
+      'after',
+      '\nWhat it writes:\n' +
+        `  ${layout.hook}\n` +
+        '      the qemu hook: admission at prepare, arming at started/reconnect, exits at stopped/release;\n' +
+        "      fail-open: only the daemon's admission under policy strict ever stops a guest from starting\n" +
+        `  ${layout.wrapperDir}/qemu-system-*\n` +
+        '      one wrapper per qemu-system-* on PATH: execs the real emulator in the same PID with the\n' +
+        "      teardown shim; `pvteardown enable DOMAIN` points a domain's <emulator> at it\n" +
+        `  ${layout.libDir}/\n` +
+        '      the shim library and pvteardown-helper, readable by the user QEMU runs as; installed.json\n' +
+        '      lists what install wrote, for uninstall\n' +
+        `  ${layout.unit}\n` +
+        '      runs `pvteardown daemon`, restarted at once whenever it ends (queued helpers wait frozen for it)\n' +
+        '\nThen:\n' +
+        '  systemctl daemon-reload && systemctl enable --now pvteardown\n' +
+        '  systemctl restart libvirtd     (or virtqemud: libvirt reads its hooks only when it starts)\n' +
+        '  pvteardown enable DOMAIN       (for each guest whose memory pvteardown should clear)\n' +
+        '\nExamples:\n' +
+        '  pvteardown install\n' +
+        '  pvteardown --socket /run/pvtd.sock install\n' +
+        '  pvteardown install --root /tmp/stage        (a staging tree; a test)\n',
+    )
     .action((opts: { root?: string }, cmd: Command) => {
       const g = globals(cmd);
       const steps = install({ socket: g.socket, ...(opts.root ? { root: opts.root } : {}) });
