@@ -4,24 +4,7 @@
 import type { AdmitResult } from './api.js';
 import type { DaemonContext } from './context.js';
 import { availableBytes } from './memory.js';
-import { isFinished } from './teardown.js';
-
-/** What each helper still holds: its RSS (the guest's pages stay charged to the guest's memcg,
- * wherever the helper is moved, so the teardown's cgroup cannot say). */
-export function refreshMemory(ctx: DaemonContext): void {
-  for (const t of ctx.registry.all()) {
-    if (isFinished(t.state) || !t.record.helperPid) continue;
-    t.memoryLeftBytes = ctx.sys.rssBytes(t.record.helperPid);
-    if (!t.record.exitedAt) t.record.bytes = Math.max(t.record.bytes, t.memoryLeftBytes);
-  }
-}
-
-export function pendingBytes(ctx: DaemonContext): number {
-  return ctx.registry
-    .all()
-    .filter((t) => t.record.exitedAt && !isFinished(t.state))
-    .reduce((sum, t) => sum + t.memoryLeftBytes, 0);
-}
+import { pendingBytes, refreshMemory } from './pending-memory.js';
 
 export async function admit(ctx: DaemonContext, bytes: number, timeoutSeconds?: number): Promise<AdmitResult> {
   const started = Date.now();

@@ -5,6 +5,7 @@ import { dirname } from 'node:path';
 import { evacuate } from '../cgroup/evacuate.js';
 import { nativePath } from '../paths.js';
 import type { Strategy } from './api.js';
+import { heldBytes } from './pending-memory.js';
 import { nowIso, type DaemonContext } from './context.js';
 import { guestExited } from './exit.js';
 import { findSharingHelper } from './find-helper.js';
@@ -81,11 +82,11 @@ export function createTeardown(ctx: DaemonContext, n: NewTeardown): Teardown {
     exitedAt: null,
     finishedAt: null,
     cpuUsec: 0,
-    bytes: n.helperPid === null ? ctx.sys.rssBytes(n.pid) : ctx.sys.rssBytes(n.helperPid),
+    bytes: 0,
   };
   if (n.uuid) record.uuid = n.uuid;
   const t = new Teardown(record, ctx.cgroups.primaryPath(id));
-  t.memoryLeftBytes = record.bytes;
+  record.bytes = t.memoryLeftBytes = heldBytes(ctx, t);
   ctx.registry.add(t);
   if (n.helperPid !== null) {
     ctx.cgroups.addProcess(id, n.helperPid);

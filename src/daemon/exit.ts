@@ -1,4 +1,5 @@
 // A guest has exited: its teardown goes to the queue, and when the helper has finished, to finish().
+import { heldBytes } from './pending-memory.js';
 import { nowIso, type DaemonContext } from './context.js';
 import { finish, fail } from './finish.js';
 import type { Teardown } from './teardown.js';
@@ -7,9 +8,9 @@ import type { Teardown } from './teardown.js';
 export function guestExited(ctx: DaemonContext, t: Teardown): void {
   if (t.record.exitedAt || t.state !== 'armed') return;
   t.record.exitedAt = nowIso();
-  // The helper holds the whole mm until it starts unmapping: its RSS now is what it will free.
-  t.memoryLeftBytes = ctx.sys.rssBytes(t.record.helperPid!);
-  t.record.bytes = Math.max(t.record.bytes, t.memoryLeftBytes);
+  // Read before the helper gets far: what it holds now is what it will free.
+  t.record.bytes = Math.max(t.record.bytes, heldBytes(ctx, t));
+  t.memoryLeftBytes = t.record.bytes;
   ctx.log.info({ id: t.id, guest: t.record.guest, bytes: t.record.bytes }, 'guest exited; teardown queued');
   queueTeardown(ctx, t);
 }

@@ -12,6 +12,9 @@ export interface FinishOptions {
 export async function finish(ctx: DaemonContext, t: Teardown, opts: FinishOptions = {}): Promise<void> {
   const r = t.record;
   if (ctx.cgroups.exists(t.id)) r.cpuUsec = ctx.cgroups.cpuUsageUsec(t.id);
+  if (r.cpuUsec === 0 && r.bytes > 64 * 2 ** 20) {
+    ctx.log.warn({ id: t.id, exists: ctx.cgroups.exists(t.id), helper: r.helperPid, bytes: r.bytes }, 'teardown charged no CPU to its cgroup: was the helper moved out?');
+  }
   r.finishedAt = nowIso();
   t.memoryLeftBytes = 0;
   t.moveTo('done');

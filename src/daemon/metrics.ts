@@ -1,7 +1,7 @@
 // Prometheus text metrics on a local address, when asked for (--metrics HOST:PORT).
 import { createServer, type Server } from 'node:http';
 import type { DaemonContext } from './context.js';
-import { pendingBytes } from './admission.js';
+import { pendingBytes } from './pending-memory.js';
 
 export function renderMetrics(ctx: DaemonContext): string {
   const lines: string[] = [];

@@ -2,6 +2,7 @@
 // thaws what a dead daemon left frozen, finishes what finished meanwhile, re-queues what is
 // pending, and adopts helpers that no daemon armed (a program started with `exec` while no
 // daemon ran). Nothing is lost and nothing is journaled twice.
+import { heldBytes } from './pending-memory.js';
 import { createTeardown, watchGuest } from './arm.js';
 import type { DaemonContext } from './context.js';
 import { nowIso } from './context.js';
@@ -47,7 +48,7 @@ export async function recover(ctx: DaemonContext, files: StateFiles, opts: { ado
     }
     ctx.cgroups.create(id);
     ctx.cgroups.addProcess(id, record.helperPid!);
-    t.memoryLeftBytes = ctx.sys.rssBytes(record.helperPid!);
+    t.memoryLeftBytes = heldBytes(ctx, t);
     if (record.state === 'armed' && sameProcess(record.pid, record.pidStart)) {
       watchGuest(ctx, t);
       summary.armed++;

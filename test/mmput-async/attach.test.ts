@@ -51,6 +51,7 @@ describe('mmput-async strategy on a kernel that has the syscall', { concurrency:
     const done = (await until('done', () => d!.list(), (rows) => rows.some((r) => r.guest === 'unshimmed' && r.state === 'done'), 60_000)).find((r) => r.guest === 'unshimmed')!;
     t.diagnostic(`teardown: ${done.cpuUsec} us CPU in its cgroup, ${done.bytes} bytes`);
     assert.ok(done.cpuUsec > 0);
+    assert.ok(done.bytes >= MIB * 2 ** 20 * 0.9, `recorded ${done.bytes} bytes: the guest's memory, not the helper's own`);
     assert.equal(new Journal(d.stateDir).entries().filter((e) => e.guest === 'unshimmed').length, 1);
   });
 });
