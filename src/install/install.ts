@@ -1,7 +1,7 @@
 // `pvteardown install` / `uninstall`: the hook drop-in, the shim and helper in a system location,
 // one emulator wrapper per qemu-system-* and the service unit. Both idempotent; uninstall removes
 // only what install wrote (listed in the manifest, text files also carrying MARKER).
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { nativePath } from '../paths.js';
 import { installLayout, MARKER, type InstallLayout } from './layout.js';
@@ -96,7 +96,8 @@ class Writer {
     for (let d = dir; !existsSync(d); d = path.dirname(d)) missing.unshift(d);
     for (const d of missing) {
       try {
-        mkdirSync(d, { mode: 0o755 });
+        mkdirSync(d);
+        chmodSync(d, 0o755);
       } catch (err) {
         fsFail('create directory', d, err);
       }
@@ -118,7 +119,9 @@ class Writer {
     this.mkdirs(path.dirname(file));
     const tmp = `${file}.pvteardown-new`;
     try {
-      writeFileSync(tmp, data, { mode });
+      writeFileSync(tmp, data);
+      // Not left to the umask: QEMU runs as another user (libvirt-qemu) and must read the shim.
+      chmodSync(tmp, mode);
       renameSync(tmp, file);
     } catch (err) {
       try {

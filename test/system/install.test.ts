@@ -184,6 +184,20 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
     }
   });
 
+  it('under a umask of 077 what QEMU (another user) reads is still readable by others', () => {
+    const strict = mkdtempSync(path.join(os.tmpdir(), 'pvteardown-umask-'));
+    try {
+      const r = spawnSync('/bin/sh', ['-c', 'umask 077; exec "$0" "$@"', process.execPath, CLI, 'install', '--root', strict], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const l = installLayout(strict);
+      for (const [p, mode] of [[l.shim, 0o644], [l.helper, 0o755], [l.libDir, 0o755], [l.hook, 0o755], [path.dirname(l.hook), 0o755]] as const) {
+        assert.equal(statSync(p).mode & 0o777, mode, p);
+      }
+    } finally {
+      rmSync(strict, { recursive: true, force: true });
+    }
+  });
+
   it('install where it cannot write fails in one line naming the path and the error', () => {
     const file = path.join(os.tmpdir(), `pvteardown-notadir-${process.pid}`);
     writeFileSync(file, '');
