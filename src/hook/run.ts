@@ -7,6 +7,7 @@ import type { AdmitResult, StatusView, TeardownView } from '../daemon/api.js';
 import { request } from '../daemon/socket-client.js';
 import type { HookCall } from './args.js';
 import { DomainXmlError, parseDomainXml, type DomainInfo } from './domain-xml.js';
+import { hasHelperProcess } from './helper-probe.js';
 
 export interface HookEnv {
   socket: string;
@@ -72,6 +73,10 @@ export async function runHook(call: HookCall, xml: string, env: HookEnv, stdinPr
         if (!/^\d+$/.test(text) || pid < 1) return ok(`${who}${pv}: ${pidFile} holds '${text.slice(0, 20)}', not a PID: not armed`);
       } catch (err) {
         return ok(`${who}${pv}: cannot read QEMU's PID from ${pidFile} (${(err as NodeJS.ErrnoException).code ?? err}): not armed`);
+      }
+      if (hasHelperProcess(pid) === false) {
+        const emulator = info?.emulator ? ` (emulator ${info.emulator})` : '';
+        return ok(`${who}${pv}: QEMU pid ${pid} has no pvtd/${pid} or cleanup/${pid} helper${emulator}: not armed (pvteardown enable ${call.guest} gives it one)`);
       }
       try {
         const t = await request<TeardownView>(

@@ -8,6 +8,7 @@ import { createServer, type Server } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { hasHelperProcess } from '../../src/hook/helper-probe.js';
 import { packageRoot } from '../../src/paths.js';
 import { startTestDaemon, until, type TestDaemon } from '../support/daemon.js';
 import { helperOf, isAlive, requireRoot, startFakeGuest } from '../support/system.js';
@@ -74,13 +75,30 @@ describe('qemu hook without a daemon', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
   const xml = domainXml('g', "unit='MiB'>64");
 
-  it('prepare, started and stopped each exit 0 with one line naming the missing daemon (fail-open)', async () => {
-    writeFileSync(path.join(dir, 'g.pid'), `${process.pid}\n`);
+  it('prepare, started and stopped each exit 0 with one line naming the missing daemon (fail-open)', async (t) => {
+    // A guest with a helper: the hook gets as far as asking the daemon.
+    const guest = await startFakeGuest({ mib: 8, shim: true });
+    t.after(() => guest.process.kill('SIGKILL'));
+    writeFileSync(path.join(dir, 'g.pid'), `${guest.pid}\n`);
     for (const args of [['g', 'prepare', 'begin', '-'], ['g', 'started', 'begin', '-'], ['g', 'stopped', 'end', '-'], ['g', 'release', 'end', '-']]) {
       const run = await runHookProgram(args, xml, env);
       assert.equal(run.code, 0, args.join(' '));
       oneLine(run, new RegExp(`guest g[: ].*no pvteardown daemon at ${env.PVTEARDOWN_SOCKET} \\(ENOENT\\)`));
     }
+  });
+
+  it('hasHelperProcess: true for a shim guest, false for a plain one and for a gone PID', async () => {
+    const shim = await startFakeGuest({ mib: 8, shim: true });
+    const plain = await startFakeGuest({ mib: 8 });
+    try {
+      assert.equal(hasHelperProcess(shim.pid), true);
+      assert.equal(hasHelperProcess(plain.pid), false);
+    } finally {
+      shim.process.kill('SIGKILL');
+      plain.process.kill('SIGKILL');
+      await Promise.all([shim.reaped, plain.reaped]);
+    }
+    assert.equal(hasHelperProcess(plain.pid), false);
   });
 
   it('started without a pid file: exit 0, one line naming the file', async () => {
@@ -214,7 +232,8 @@ describe('qemu hook with a daemon', { concurrency: false }, () => {
     writeFileSync(path.join(dir, 'hg3.pid'), String(guest.pid));
     const run = await runHookProgram(['hg3', 'started', 'begin', '-'], domainXml('hg3', "unit='MiB'>16"), env());
     assert.equal(run.code, 0);
-    oneLine(run, new RegExp(`guest hg3 \\(pid ${guest.pid}, emulator /usr/bin/qemu-system-x86_64\\): not armed: no teardown helper shares`));
+    // Found out by the hook itself, without the daemon's 2 s wait for a helper to appear.
+    oneLine(run, new RegExp(`guest hg3: QEMU pid ${guest.pid} has no pvtd/${guest.pid} or cleanup/${guest.pid} helper \\(emulator /usr/bin/qemu-system-x86_64\\): not armed \\(pvteardown enable hg3 gives it one\\)`));
     assert.equal((await d.list()).filter((x) => x.guest === 'hg3').length, 0);
     guest.process.kill('SIGKILL');
   });
