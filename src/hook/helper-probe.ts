@@ -14,10 +14,12 @@ export function hasHelperProcess(pid: number): boolean | null {
     return null;
   }
   const names = [`pvtd/${pid}\n`, `cleanup/${pid}\n`];
-  return entries.some((e) => {
-    if (e.charCodeAt(0) > 57) return false; // not a PID (letters sort after digits)
+  // Helpers are cloned right after QEMU starts: the PIDs just above QEMU's are looked at first.
+  const distance = (n: number) => (n > pid ? n - pid : 2 ** 32 + pid - n);
+  const pids = entries.filter((e) => e.charCodeAt(0) <= 57).map(Number).sort((a, b) => distance(a) - distance(b));
+  return pids.some((p) => {
     try {
-      return names.includes(readFileSync(`/proc/${e}/comm`, 'latin1'));
+      return names.includes(readFileSync(`/proc/${p}/comm`, 'latin1'));
     } catch {
       return false;
     }
