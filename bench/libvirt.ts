@@ -8,14 +8,13 @@
 // destroy: the destroy call's wall time. memory back: from the destroy call until every process
 // that shared the guest's memory (QEMU and its helper) has exited (a zombie has released its mm).
 // Absolute times move with the machine's load; compare kinds within one run.
-import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { LibvirtClient } from '../src/libvirt/index.js';
 import type { TeardownView } from '../src/daemon/api.js';
 import { startTestDaemon, until, type TestDaemon } from '../test/support/daemon.js';
 import { cleanupTestGuests, ensureLibvirtd, TEST_GUEST_PREFIX } from '../test/support/libvirtd.js';
-import { defineGuest, helpersOf, startGuest, type GuestKind } from '../test/libvirt/guests.js';
+import { defineGuest, helpersOf, released, startGuest, type GuestKind } from '../test/libvirt/guests.js';
 import { describeMachine, writeResults } from './support/results.js';
 import { fmt, fmtSummary, renderTable, summarize } from './support/table.js';
 
@@ -54,18 +53,6 @@ function parseOptions() {
   const big = Math.max(...sizes) * 2 ** 30;
   if (big > os.freemem() * 0.7) fail(`--sizes: a ${Math.max(...sizes)} GiB guest does not fit in 70% of the ${(os.freemem() / 2 ** 30).toFixed(1)} GiB free now`);
   return { sizes, reps, kinds };
-}
-
-/** Gone, or a zombie with no thread left: its last thread has released the mm before that. */
-function released(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    if (!/^[ZX]$/.test(stat[stat.lastIndexOf(')') + 2]!)) return false;
-    // A zombie leader whose other threads still run: they hold the mm.
-    return readdirSync(`/proc/${pid}/task`).length <= 1;
-  } catch {
-    return true;
-  }
 }
 
 async function allReleased(pids: number[], timeoutMs = 120_000): Promise<void> {

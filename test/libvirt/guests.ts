@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from 'node:path';
 import { shimEnvironment } from '../../src/exec/shim-env.js';
 import type { Domain, LibvirtClient } from '../../src/libvirt/index.js';
+import { scanNamedHelpers } from '../../src/daemon/find-helper.js';
 import { qemuPidOf } from '../../src/daemon/libvirt-watch.js';
 import { defineTestGuest, LIBVIRTD_LOG } from '../support/libvirtd.js';
 
@@ -77,29 +78,21 @@ export function cgroupErrorsAbout(log: string, name: string): string[] {
   return log.split('\n').filter((l) => l.includes(name) && /Unable to remove|Failed to remove cgroup/.test(l));
 }
 
-/** RSS of a process in bytes, 0 once it is gone. */
-export function rssBytes(pid: number): number {
+/** The helpers named after `pid` (cleanup/<pid>, pvtd/<pid>), as the daemon finds them. */
+export function helpersOf(pid: number): number[] {
+  return scanNamedHelpers()
+    .filter((h) => h.guestPid === pid)
+    .map((h) => h.pid);
+}
+
+/** Gone, or a zombie with no thread left: its last thread has released the mm before that. */
+export function released(pid: number): boolean {
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : 0;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (!/^[ZX]$/.test(stat[stat.lastIndexOf(')') + 2]!)) return false;
+    // A zombie leader whose other threads still run: they hold the mm.
+    return readdirSync(`/proc/${pid}/task`).length <= 1;
   } catch {
-    return 0;
+    return true;
   }
 }
-
-/** Pids sharing `pid`'s teardown, by the helper names (cleanup/<pid>, pvtd/<pid>). */
-export function helpersOf(pid: number): number[] {
-  return readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        const comm = readFileSync(`/proc/${p}/comm`, 'utf8').trim();
-        return comm === `cleanup/${pid}` || comm === `pvtd/${pid}`;
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
-
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

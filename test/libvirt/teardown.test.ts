@@ -5,7 +5,7 @@
 import { after, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { install } from '../../src/install/install.js';
 import { installLayout } from '../../src/install/layout.js';
@@ -20,6 +20,7 @@ import {
   libvirtdLogSince,
   libvirtdLogSize,
   machineCgroupsOf,
+  released,
   startGuest,
   timedDestroy,
   type GuestKind,
@@ -81,21 +82,13 @@ async function startAndDestroy(c: LibvirtClient, d: TestDaemon, name: string, ki
 
 /** What libvirt leaves when the helper outlived its removal window: removed once the helper is gone. */
 async function removeLeftovers(name: string, helper: number): Promise<void> {
-  await until(`helper ${helper} gone`, async () => helpersGone(helper), (gone) => gone, 30_000);
+  await until(`helper ${helper} gone`, async () => released(helper), (gone) => gone, 30_000);
   for (const dir of machineCgroupsOf(name)) {
     for (const sub of readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory())) rmdirSync(`${dir}/${sub.name}`);
     rmdirSync(dir);
   }
 }
 
-function helpersGone(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat[stat.lastIndexOf(')') + 2] === 'Z';
-  } catch {
-    return true;
-  }
-}
 
 /** The unadopted reference really met EBUSY (else the comparison proves nothing). */
 function assertLibvirtWaited(logAt: number, name: string): void {
