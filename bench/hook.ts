@@ -105,8 +105,12 @@ function row(name: string, samples: Sample[]): Row {
 }
 
 /** A shim guest as the wrapper would start it; resolves with its PID once its helper exists. */
-async function shimGuest(): Promise<{ pid: number; kill(): void }> {
-  const child = spawn(nativePath('pvteardown-fakeguest'), ['--mib', '16'], { stdio: ['ignore', 'pipe', 'inherit'], env: shimEnvironment(process.env) });
+const shimGuest = () => fakeGuest(shimEnvironment(process.env));
+/** A guest started without the shim: no helper to arm. */
+const plainGuest = () => fakeGuest(process.env);
+
+async function fakeGuest(env: NodeJS.ProcessEnv): Promise<{ pid: number; kill(): void }> {
+  const child = spawn(nativePath('pvteardown-fakeguest'), ['--mib', '16'], { stdio: ['ignore', 'pipe', 'inherit'], env });
   const first = await createInterface({ input: child.stdout! })[Symbol.asyncIterator]().next();
   if (!/^READY/.test(String(first.value))) fail(`fake guest did not start: ${String(first.value)}`);
   return { pid: child.pid!, kill: () => child.kill('SIGKILL') };
@@ -129,20 +133,25 @@ async function main(): Promise<void> {
   const name = (i: number) => `bench-${i}`;
   const none = { PVTEARDOWN_SOCKET: path.join(runDir, 'absent.sock'), PVTEARDOWN_LIBVIRT_RUN_DIR: runDir };
   writeFileSync(path.join(runDir, 'g.pid'), `${process.pid}\n`);
+  const root = process.getuid?.() === 0;
+  // As root each round has a shim guest: `started` then gets as far as asking for the daemon.
   const cases: Case[] = [
     { name: 'baseline: node -e 0', argv: () => [process.execPath, '-e', '0'], env: {} },
     ...(['prepare begin', 'started begin', 'stopped end', 'migrate begin'] as const).map(
-      (op): Case => ({ name: `no daemon: ${op}`, argv: () => hook('g', ...op.split(' ')), env: none }),
+      (op): Case => ({ name: `no daemon: ${op}`, argv: (i) => hook(root ? name(i) : 'g', ...op.split(' ')), env: none }),
     ),
   ];
-  const root = process.getuid?.() === 0;
   let d: TestDaemon | null = null;
   const guests = new Map<number, { pid: number; kill(): void }>();
   if (!root) process.stderr.write('hook bench: SKIPPED the rows with a daemon: needs root (the daemon creates cgroups)\n');
   else {
     d = await startTestDaemon();
     const env = { PVTEARDOWN_SOCKET: d.socket, PVTEARDOWN_LIBVIRT_RUN_DIR: runDir };
+    const plain = await plainGuest();
+    guests.set(-1, plain);
+    writeFileSync(path.join(runDir, 'plain.pid'), String(plain.pid));
     cases.push(
+      { name: 'daemon: started begin (guest without a helper)', argv: () => hook('plain', 'started', 'begin'), env },
       { name: 'daemon: prepare begin (admit, fits)', argv: (i) => hook(name(i), 'prepare', 'begin'), env },
       { name: 'daemon: started begin (arm a new shim guest)', argv: (i) => hook(name(i), 'started', 'begin'), env },
       // The same arm again without the launcher: what /bin/sh adds.
