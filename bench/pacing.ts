@@ -131,6 +131,21 @@ function strayCgroup(root: string, helperPid: number): string | null {
   return text.split('\n').find((l) => /:(cpu|cpu,cpuacct|cpuacct,cpu)?:/.test(l) && l.includes(':cpu')) ?? text.split('\n')[0] ?? '?';
 }
 
+/** What /proc shows of a process (missing files say so): for anomalies worth a second look. */
+function procSnapshot(pid: number | null): Record<string, string> {
+  if (!pid) return { pid: 'none' };
+  const out: Record<string, string> = {};
+  for (const file of ['stat', 'status', 'cgroup']) {
+    try {
+      const text = readFileSync(`/proc/${pid}/${file}`, 'utf8');
+      out[file] = file === 'status' ? text.split('\n').filter((l) => /^(Name|State|Tgid|PPid|VmRSS):/.test(l)).join('; ') : text.trim().replace(/\n/g, '; ');
+    } catch (err) {
+      out[file] = (err as NodeJS.ErrnoException).code ?? String(err);
+    }
+  }
+  return out;
+}
+
 /** One poll of the daemon, with the spinner's CPU read right after the answer. */
 interface Sample {
   /** ms since the kill (negative: baseline), taken when the answer arrived. */
@@ -168,6 +183,9 @@ interface Run {
   disturbed: number;
   /** Set when it happened in this attempt: which helper left our daemon's groups, and where to. */
   strayed?: string;
+  /** Teardowns the daemon said held nothing while still armed or queued (a queued helper is frozen
+   * and keeps its memory): what /proc showed of the helper then. */
+  vanished: { guest: string; index: number; t: number; state: string; helperPid: number | null; proc: Record<string, string> }[];
   /** Warnings and errors the daemon logged during this run (pino JSON lines, level >= 40). */
   daemonWarnings: string[];
   samples: Sample[];
@@ -288,8 +306,13 @@ async function main() {
 
       let back: { at: number; usec: number } | undefined;
       let strayed: string | undefined;
+      const vanished: Run['vanished'] = [];
       for (;;) {
         const { s, at } = await sample();
+        last.forEach((r, i) => {
+          if (!r || (r.state !== 'armed' && r.state !== 'queued') || r.memoryLeftBytes > 0 || vanished.some((v) => v.guest === r.guest)) return;
+          vanished.push({ guest: r.guest, index: i, t: (at - killAt) / 1e6, state: r.state, helperPid: r.helperPid, proc: procSnapshot(r.helperPid) });
+        });
         for (const r of last) {
           const stray = r?.helperPid && r.state !== 'done' ? strayCgroup(d.cgroupRoot, r.helperPid) : null;
           if (stray) strayed ??= `${r!.guest} (helper ${r!.helperPid} now in ${stray})`;
@@ -325,7 +348,7 @@ async function main() {
       }
       let freedBeforeTurn = 0;
       for (let i = 0; i < names.length; i++) {
-        if (!post.some((s) => s.rows[i]![0] === 'queued')) continue;
+        if (!post.some((s) => s.rows[i]![0] === 'queued') || vanished.some((v) => v.index === i)) continue;
         const turn = post.findIndex((s) => s.rows[i]![0] === 'running' || s.rows[i]![0] === 'done');
         const before = turn > 0 ? post[turn - 1]! : pre.at(-1)!;
         freedBeforeTurn += pre.at(-1)!.rows[i]![1] - before.rows[i]![1];
@@ -348,6 +371,7 @@ async function main() {
         teardownCpuMs: final.reduce((sum, r) => sum + r.cpuUsec, 0) / 1000,
         final,
         disturbed: 0,
+        vanished,
         daemonWarnings: d
           .log()
           .slice(logFrom)
@@ -356,6 +380,12 @@ async function main() {
         samples,
       };
       if (strayed) run.strayed = strayed;
+      for (const v of vanished) {
+        process.stderr.write(
+          `pacing bench: WARNING: the daemon said ${v.guest} holds 0 bytes while ${v.state} ${fmt(v.t)} ms after the kill; ` +
+            `helper ${v.helperPid}: ${JSON.stringify(v.proc)} (left out of "freed before turn")\n`,
+        );
+      }
       for (const w of run.daemonWarnings) process.stderr.write(`pacing bench: daemon: ${w}\n`);
       if (bytesAtKill < 0.9 * opts.guests * mib * MiB) {
         process.stderr.write(`pacing bench: WARNING: the helpers held only ${bytesAtKill} bytes at the kill, expected ~${opts.guests * mib * MiB}\n`);
