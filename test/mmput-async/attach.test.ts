@@ -2,8 +2,9 @@
 // the test VM by mmput-async/run.sh, which sets PVTEARDOWN_MMPUT_ASYNC_NR. A guest started without
 // the shim is armed by `pvteardown attach`; the syscall's helper then owns its memory.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { after, describe, it } from 'node:test';
+import type { TeardownView } from '../../src/daemon/api.js';
 import { Journal } from '../../src/daemon/journal.js';
 import { CLI, startTestDaemon, until, type TestDaemon } from '../support/daemon.js';
 import { helperJson, killAndTime, requireRoot, startFakeGuest } from '../support/system.js';
@@ -34,24 +35,30 @@ describe('mmput-async strategy on a kernel that has the syscall', { concurrency:
     const status = await d.ask<{ kernel: { mmputAsync: boolean } }>({ op: 'status' });
     assert.equal(status.kernel.mmputAsync, true);
 
-    const plain = await startFakeGuest({ mib: MIB });
-    const plainTiming = await killAndTime(plain.pid);
+    // Median of three rounds: under TCG a waiting process can sit a timer tick behind the teardown.
+    const unarmedMs: number[] = [];
+    const armedMs: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      const plain = await startFakeGuest({ mib: MIB });
+      unarmedMs.push((await killAndTime(plain.pid)).killToExitMs);
 
-    const guest = await startFakeGuest({ mib: MIB });
-    const attach = spawnSync(process.execPath, [CLI, '--socket', d.socket, 'attach', '--pid', String(guest.pid), '--name', 'unshimmed', '--strategy', 'mmput-async'], { encoding: 'utf8' });
-    assert.equal(attach.status, 0, attach.stderr);
-    assert.match(attach.stdout, /armed unshimmed .*\(mmput-async\)/);
-    const armed = (await d.list()).find((r) => r.guest === 'unshimmed')!;
-    assert.equal(armed.strategy, 'mmput-async');
-    assert.deepEqual(d.cgroups.processes(armed.id), [armed.helperPid], "the syscall's helper sits in pvteardown's cgroup");
+      const name = `unshimmed-${round}`;
+      const guest = await startFakeGuest({ mib: MIB });
+      const attach: SpawnSyncReturns<string> = spawnSync(process.execPath, [CLI, '--socket', d.socket, 'attach', '--pid', String(guest.pid), '--name', name, '--strategy', 'mmput-async'], { encoding: 'utf8' });
+      assert.equal(attach.status, 0, attach.stderr);
+      assert.match(attach.stdout, new RegExp(`armed ${name} .*\\(mmput-async\\)`));
+      const armed: TeardownView = (await d.list()).find((r) => r.guest === name)!;
+      assert.equal(armed.strategy, 'mmput-async');
+      assert.deepEqual(d.cgroups.processes(armed.id), [armed.helperPid], "the syscall's helper sits in pvteardown's cgroup");
 
-    const timing = await killAndTime(guest.pid);
-    t.diagnostic(`kill->exit unarmed ${plainTiming.killToExitMs.toFixed(1)} ms, armed ${timing.killToExitMs.toFixed(2)} ms`);
-    assert.ok(timing.killToExitMs * 10 <= plainTiming.killToExitMs, `armed ${timing.killToExitMs} ms vs unarmed ${plainTiming.killToExitMs} ms`);
-    const done = (await until('done', () => d!.list(), (rows) => rows.some((r) => r.guest === 'unshimmed' && r.state === 'done'), 60_000)).find((r) => r.guest === 'unshimmed')!;
-    t.diagnostic(`teardown: ${done.cpuUsec} us CPU in its cgroup, ${done.bytes} bytes`);
-    assert.ok(done.cpuUsec > 0);
-    assert.ok(done.bytes >= MIB * 2 ** 20 * 0.9, `recorded ${done.bytes} bytes: the guest's memory, not the helper's own`);
-    assert.equal(new Journal(d.stateDir).entries().filter((e) => e.guest === 'unshimmed').length, 1);
+      armedMs.push((await killAndTime(guest.pid)).killToExitMs);
+      const done = (await until('done', () => d!.list(), (rows) => rows.some((r) => r.guest === name && r.state === 'done'), 60_000)).find((r) => r.guest === name)!;
+      t.diagnostic(`round ${round}: kill->exit unarmed ${unarmedMs.at(-1)!.toFixed(1)} ms, armed ${armedMs.at(-1)!.toFixed(2)} ms; teardown ${done.cpuUsec} us CPU in its cgroup, ${done.bytes} bytes`);
+      assert.ok(done.cpuUsec > 0);
+      assert.ok(done.bytes >= MIB * 2 ** 20 * 0.9, `recorded ${done.bytes} bytes: the guest's memory, not the helper's own`);
+      assert.equal(new Journal(d.stateDir).entries().filter((e) => e.guest === name).length, 1);
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[1]!;
+    assert.ok(median(armedMs) * 10 <= median(unarmedMs), `armed ${median(armedMs)} ms vs unarmed ${median(unarmedMs)} ms (medians)`);
   });
 });
