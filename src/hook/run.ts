@@ -42,14 +42,14 @@ function readDomain(xml: string, stdinProblem?: string): DomainInfo | DomainXmlE
 
 export async function runHook(call: HookCall, xml: string, env: HookEnv, stdinProblem?: string): Promise<HookOutcome> {
   const who = `guest ${call.guest}`;
-  const dom = readDomain(xml, stdinProblem);
+  const dom = call.action === 'admit' || call.action === 'arm' ? readDomain(xml, stdinProblem) : null;
   switch (call.action) {
     case 'ignore':
       return ok();
     case 'admit': {
       if (dom instanceof DomainXmlError) return ok(`${who}: domain XML on stdin is malformed (${dom.message}): admission skipped`);
-      if (dom.memoryBytes === null) {
-        return ok(`${who}: no usable <memory> in the domain XML${dom.problems.length ? ` (${dom.problems.join('; ')})` : ''}: admission skipped`);
+      if (dom === null || dom.memoryBytes === null) {
+        return ok(`${who}: no usable <memory> in the domain XML${dom?.problems.length ? ` (${dom.problems.join('; ')})` : ''}: admission skipped`);
       }
       try {
         // The admission may wait as long as the daemon is configured to: ask it how long first.
@@ -59,7 +59,7 @@ export async function runHook(call: HookCall, xml: string, env: HookEnv, stdinPr
         if (!r.allow) return { refused: true, line: `${who}: start refused: ${r.message}` };
         return ok(r.fits ? undefined : `${who}: ${r.message}`);
       } catch (err) {
-        return ok(`${who}: admission skipped, the guest starts unmanaged: ${(err as Error).message}`);
+        return ok(`${who}: admission skipped: ${(err as Error).message}`);
       }
     }
     case 'arm': {
