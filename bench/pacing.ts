@@ -74,7 +74,11 @@ function parseOptions() {
   const mib = wholeNumber('--mib', values.mib ?? '1024', 16, 1 << 20);
   const pollMs = wholeNumber('--poll-ms', values['poll-ms'] ?? '20', 5, 200);
   const concurrency = (values.concurrency ?? '1,2,4').split(',').map((c) => wholeNumber('--concurrency', c, 1, 64));
-  const budgets = (values.budgets ?? 'none,100,50').split(',').map((b) => (b === 'none' ? null : wholeNumber('--budgets', b, 1, 102400)));
+  const budgets = (values.budgets ?? 'none,100,50').split(',').map((b) => {
+    if (b === 'none') return null;
+    if (!/^\d+$/.test(b) || Number(b) < 1 || Number(b) > 102400) fail(`--budgets ${b}: expected none or a whole percentage of one CPU from 1 to 102400; ${USAGE}`);
+    return Number(b);
+  });
   const need = guests * mib * MiB;
   if (need > os.freemem() * 0.8) {
     fail(`--guests ${guests} x --mib ${mib}: ${(need / 1024 / MiB).toFixed(1)} GiB does not fit in 80% of the ${(os.freemem() / 1024 / MiB).toFixed(1)} GiB available now`);
@@ -438,6 +442,8 @@ async function main() {
         spinnerShare: summarize(mine.map((r) => r.spinnerShare)),
         spinnerOfBaseline: summarize(mine.map((r) => r.spinnerShare / r.baselineShare)),
         teardownCpuMs: summarize(mine.map((r) => r.teardownCpuMs)),
+        // Whether a budget bound: the teardowns' CPU over the time they took, in CPUs.
+        teardownCpus: summarize(mine.map((r) => r.teardownCpuMs / r.memoryBackMs)),
       };
       cells.push({ maxConcurrent, budget, ...sum });
       rows.push([
@@ -450,6 +456,7 @@ async function main() {
         `${(100 * sum.freedBeforeTurn.median).toFixed(0)}%`,
         `${fmtSummary(sum.spinnerShare)} (${(100 * sum.spinnerOfBaseline.median).toFixed(0)}%)`,
         fmtSummary(sum.teardownCpuMs),
+        fmtSummary(sum.teardownCpus),
       ]);
     }
   }
@@ -467,7 +474,7 @@ async function main() {
   const disturbedNote =
     (retried ? `${retried} attempts measured again: a helper was moved out of our daemon's cgroups by something else on this host\n` : '') +
     (runs.some((r) => r.strayed) ? `!: a run of this row was disturbed like that every time; its numbers are not pacing's\n` : '');
-  const header = ['maxConcurrent', 'budget', 'all memory back ms', 'all done ms', 'max running seen', 'max freeing seen', 'freed before turn', 'spinner CPU (of baseline)', 'teardown CPU ms'];
+  const header = ['maxConcurrent', 'budget', 'all memory back ms', 'all done ms', 'max running seen', 'max freeing seen', 'freed before turn', 'spinner CPU (of baseline)', 'teardown CPU ms', 'teardown CPUs'];
   process.stdout.write(
     `${opts.guests} x ${opts.mib} MiB fake guests SIGKILLed together under the daemon, median [min-max] of ${opts.reps} ` +
       `(kernel ${os.release()}, ${os.cpus().length} CPUs, node ${process.version}, load ${os.loadavg()[0]!.toFixed(1)})\n\n` +
@@ -476,7 +483,8 @@ async function main() {
       `all done: the daemon's last finishedAt; max running: most teardowns in state running in one poll; max freeing: most helpers\n` +
       `whose RSS fell by > ${FREEING_BYTES / MiB} MiB between two polls; freed before turn: memory queued teardowns freed before their slot;\n` +
       `spinner CPU: what a one-thread busy loop in its own cgroup got from kill to all memory back, in CPUs, and of its baseline\n` +
-      `(the ${BASELINE_MS} ms before the kill); budget: CPU of all teardowns together, percent of one CPU\n` +
+      `(the ${BASELINE_MS} ms before the kill); budget: CPU of all teardowns together, percent of one CPU;\n` +
+      `teardown CPUs: their cgroups' CPU over the time until all memory was back (a budget binds when this reaches it)\n` +
       `${disturbedNote}took ${(durationMs / 1000).toFixed(0)} s; raw samples: ${file}\n`,
   );
 }
