@@ -68,7 +68,8 @@ StartLimitIntervalSec=0
 [Service]
 Type=simple
 Environment=${unitQuote(`PVTEARDOWN_NATIVE_DIR=${layout.libDir}`)}
-ExecStart=${[p.node, p.cli, '--socket', socket, 'daemon'].map(unitQuote).join(' ')}
+# --libvirt: libvirt's lifecycle events arm and queue guests even when a hook call was missed.
+ExecStart=${[p.node, p.cli, '--socket', socket, 'daemon', '--libvirt'].map(unitQuote).join(' ')}
 Restart=always
 RestartSec=1
 # Helpers the daemon starts (mmput-async) must outlive it like every other teardown helper.

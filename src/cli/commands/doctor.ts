@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { detectHostLayout } from '../../cgroup/index.js';
 import type { StatusView } from '../../daemon/api.js';
+import { installLayout } from '../../install/layout.js';
 import { nativePath } from '../../paths.js';
 import { openSys } from '../../sys/index.js';
 import { askDaemon } from '../ask-daemon.js';
@@ -19,7 +20,6 @@ interface Check {
   essential: boolean;
 }
 
-const HOOK = '/etc/libvirt/hooks/qemu.d/50-pvteardown';
 
 function onPath(prefix: string): string[] {
   return (process.env.PATH ?? '').split(':').flatMap((dir) => {
@@ -67,7 +67,8 @@ async function checks(cmd: Command): Promise<Check[]> {
   add({ name: 'libvirt', ok: existsSync('/run/libvirt/libvirt-sock'), detail: '/run/libvirt/libvirt-sock', fix: 'start libvirtd to manage guests through libvirt', essential: false });
   const qemus = onPath('qemu-system-');
   add({ name: 'QEMU', ok: qemus.length > 0, detail: qemus.join(', ') || 'no qemu-system-* on PATH', fix: 'install QEMU (e.g. qemu-system-x86, qemu-system-s390x)', essential: false });
-  add({ name: 'libvirt hook', ok: existsSync(HOOK), detail: HOOK, fix: 'pvteardown install, then restart libvirtd', essential: false });
+  const hook = installLayout().hook;
+  add({ name: 'libvirt hook', ok: existsSync(hook), detail: hook, fix: 'pvteardown install, then restart libvirtd', essential: false });
   return out;
 }
 
