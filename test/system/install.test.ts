@@ -85,7 +85,7 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
     const unit = readFileSync(layout.unit, 'utf8');
     assert.match(unit, /^Restart=always$/m);
     assert.match(unit, /^RestartSec=1$/m);
-    assert.match(unit, new RegExp(`^ExecStart=${esc(process.execPath)} \\S+/dist/src/cli/main\\.js --socket "${esc(socket)}" daemon$`, 'm'));
+    assert.match(unit, new RegExp(`^ExecStart=${esc(process.execPath)} \\S+/dist/src/cli/main\\.js --socket "${esc(socket)}" daemon --libvirt$`, 'm'));
     assert.match(unit, new RegExp(`^Environment="PVTEARDOWN_NATIVE_DIR=${esc(layout.libDir)}"$`, 'm'));
   });
 
