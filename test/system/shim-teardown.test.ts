@@ -74,7 +74,8 @@ describe('shim teardown on a fake guest', { concurrency: false }, () => {
       cg.addProcess(`${id}-helper`, helper);
       return (await killAndTime(guest.pid, helper)).killToHelperExitMs!;
     };
-    const unlimited = await helperDone('free');
+    // The best of two: load from elsewhere can slow an unlimited run, never speed a limited one.
+    const unlimited = Math.min(await helperDone('free-1'), await helperDone('free-2'));
     cg.setCpuLimit(25);
     let limited: number;
     try {
