@@ -27,6 +27,8 @@ const MiB = 1024 * 1024;
 const RESIDUE_BYTES = 8 * MiB;
 /** A helper whose RSS fell by more than this between two samples was freeing memory in between. */
 const FREEING_BYTES = 4 * MiB;
+/** A helper whose RSS reads 0 a poll after it held this much left through exit, not by unmapping. */
+const VANISHED_BYTES = 512 * MiB;
 const BASELINE_MS = 1000;
 const SETTLE_MS = 500;
 const TIMEOUT_MS = 120_000;
@@ -187,8 +189,10 @@ interface Run {
   disturbed: number;
   /** Set when it happened in this attempt: which helper left our daemon's groups, and where to. */
   strayed?: string;
-  /** Teardowns the daemon said held nothing while still armed or queued (a queued helper is frozen
-   * and keeps its memory): what /proc showed of the helper then. */
+  /** Teardowns the daemon said held nothing while not done, right after holding most of a guest:
+   * the helper went into exit with the whole mm (no VmRSS: the mm is detached while exit_mmap frees
+   * it, in the kernel, unpaced), instead of unmapping in chunks. What /proc showed of it then.
+   * Counted as holding its bytes until done; left out of "freed before turn". */
   vanished: { guest: string; index: number; t: number; state: string; helperPid: number | null; proc: Record<string, string> }[];
   /** Warnings and errors the daemon logged during this run (pino JSON lines, level >= 40). */
   daemonWarnings: string[];
@@ -313,15 +317,21 @@ async function main() {
       const vanished: Run['vanished'] = [];
       for (;;) {
         const { s, at } = await sample();
+        const before = samples.at(-2)!;
         last.forEach((r, i) => {
-          if (!r || (r.state !== 'armed' && r.state !== 'queued') || r.memoryLeftBytes > 0 || vanished.some((v) => v.guest === r.guest)) return;
+          if (!r || r.state === 'done' || r.memoryLeftBytes > 0 || vanished.some((v) => v.guest === r.guest)) return;
+          // Chunked unmapping leaves ~2 MiB until the helper exits; a helper that held much more a
+          // poll ago (faster than any chunked teardown here) went into exit with its whole mm.
+          if (r.state === 'running' && before.rows[i]![1] < VANISHED_BYTES) return;
           vanished.push({ guest: r.guest, index: i, t: (at - killAt) / 1e6, state: r.state, helperPid: r.helperPid, proc: procSnapshot(r.helperPid) });
         });
         for (const r of last) {
           const stray = r?.helperPid && r.state !== 'done' ? strayCgroup(d.cgroupRoot, r.helperPid) : null;
           if (stray) strayed ??= `${r!.guest} (helper ${r!.helperPid} now in ${stray})`;
         }
-        const left = s.rows.reduce((sum, [, l]) => sum + l, 0);
+        // Their memory is still being freed (inside the helper's exit) until the daemon says done.
+        const atKill = samples[baselineCount - 1]!.rows;
+        const left = s.rows.reduce((sum, [state, l], i) => sum + (state !== 'done' && vanished.some((v) => v.index === i) ? atKill[i]![1] : l), 0);
         if (!back && left < names.length * RESIDUE_BYTES) back = { at, usec: s.spinnerUsec };
         const failed = last.find((r) => r?.state === 'failed');
         if (failed) throw new Error(`teardown of ${failed.guest} failed: ${failed.error}`);
@@ -386,8 +396,8 @@ async function main() {
       if (strayed) run.strayed = strayed;
       for (const v of vanished) {
         process.stderr.write(
-          `pacing bench: WARNING: the daemon said ${v.guest} holds 0 bytes while ${v.state} ${fmt(v.t)} ms after the kill; ` +
-            `helper ${v.helperPid}: ${JSON.stringify(v.proc)} (left out of "freed before turn")\n`,
+          `pacing bench: WARNING: the daemon said ${v.guest} holds 0 bytes while ${v.state} ${fmt(v.t)} ms after the kill ` +
+            `(its helper exiting with the whole mm, not unmapping in chunks?); helper ${v.helperPid}: ${JSON.stringify(v.proc)}\n`,
         );
       }
       for (const w of run.daemonWarnings) process.stderr.write(`pacing bench: daemon: ${w}\n`);
