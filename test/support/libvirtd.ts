@@ -64,6 +64,59 @@ export async function libvirtdOrSkip(t: TestContext): Promise<Libvirtd | null> {
   }
 }
 
+/**
+ * Stops the libvirtd the harness runs (under `pvteardown-helper subreaper`, from this or an earlier
+ * test process) and starts it again: libvirtd reads its hooks only when it starts. A libvirtd run
+ * by anything else (systemd) is not ours to restart: LibvirtdUnavailable, so the caller skips.
+ */
+export async function restartLibvirtd(opts: { timeoutMs?: number } = {}): Promise<Libvirtd> {
+  await ensureLibvirtd(opts);
+  const pid = readPid('/run/libvirtd.pid');
+  if (pid !== null && !isGone(pid)) {
+    const reaper = parentOf(pid);
+    const argv = reaper === null ? [] : readFileSync(`/proc/${reaper}/cmdline`, 'latin1').split('\0');
+    if (!argv[0]?.endsWith('/pvteardown-helper') || argv[1] !== 'subreaper') {
+      throw new LibvirtdUnavailable(`libvirtd ${pid} was not started by this test harness (its parent ${reaper} runs '${argv.join(' ').trim()}', not pvteardown-helper subreaper): not restarting it`);
+    }
+    process.kill(reaper!, 'SIGTERM'); // forwarded to libvirtd; the subreaper exits with it
+    const deadline = Date.now() + 20_000;
+    while (!isGone(pid) || !isGone(reaper!)) {
+      if (Date.now() > deadline) throw new Error(`libvirtd ${pid} (under subreaper ${reaper}) still runs 20 s after SIGTERM; log ${LIBVIRTD_LOG}:\n${tail(LIBVIRTD_LOG)}`);
+      await sleep(20);
+    }
+  }
+  shared = null;
+  return ensureLibvirtd(opts);
+}
+
+function readPid(file: string): number | null {
+  try {
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+function parentOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return null;
+  }
+}
+
+/** Exited: gone, or a zombie its parent (PID 1 here reaps late) has not collected yet. */
+function isGone(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return /^[ZX]$/.test(stat[stat.lastIndexOf(')') + 2]!);
+  } catch {
+    return true;
+  }
+}
+
 async function start(timeoutMs: number): Promise<Libvirtd> {
   if (process.getuid?.() !== 0) throw new LibvirtdUnavailable('not root (libvirtd and /dev/kvm need root)');
   if (!existsSync('/dev/kvm')) throw new LibvirtdUnavailable('/dev/kvm is missing (no KVM on this machine)');

@@ -1,0 +1,280 @@
+// The installed qemu hook under the real libvirtd: `install` at / and a libvirtd restarted to read
+// it, a test daemon WITHOUT its libvirt watcher (so only the hook can arm), real 1 GiB KVM guests.
+// The hook's socket is a tap in front of the daemon's, so the test sees each call libvirt's hook
+// really made: the daemon also notices QEMU's exit on its own (pidfd), so exitedAt alone would not
+// prove that the `stopped` call arrived.
+import { after, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { install, uninstall } from '../../src/install/install.js';
+import { installLayout } from '../../src/install/layout.js';
+import { LibvirtClient } from '../../src/libvirt/index.js';
+import type { TeardownView } from '../../src/daemon/api.js';
+import { startTestDaemon, until, type TestDaemon } from '../support/daemon.js';
+import { cleanupTestGuests, LIBVIRTD_LOG, LibvirtdUnavailable, libvirtdOrSkip, restartLibvirtd, TEST_GUEST_PREFIX } from '../support/libvirtd.js';
+import { cgroupErrorsAbout, defineGuest, helpersOf, libvirtdLogSince, libvirtdLogSize, machineCgroupsOf, released, startGuest, timedDestroy, type Running } from './guests.js';
+
+const run = promisify(execFile);
+const MEM_MIB = 1024;
+const PREFIX = `${TEST_GUEST_PREFIX}hk${process.pid}-`;
+/** libvirt retries a busy machine cgroup's removal 5 times, 200 ms apart; an armed guest's is empty. */
+const EBUSY_WAIT_MS = 1000;
+
+interface TapCall {
+  op: string;
+  guest?: string;
+  reply: string;
+}
+
+/** A unix socket relaying to the daemon's, recording each request (one line per connection) and its answer. */
+class Tap {
+  readonly calls: TapCall[] = [];
+  private server: net.Server | null = null;
+  constructor(
+    readonly socket: string,
+    private upstream: string,
+  ) {}
+
+  async listen(): Promise<void> {
+    rmSync(this.socket, { force: true });
+    this.server = net.createServer((down) => {
+      let request = '';
+      down.on('error', () => undefined);
+      // Recorded before the daemon is asked: a call is seen even when no daemon answers it.
+      const onRequest = (d: Buffer) => {
+        request += d;
+        const nl = request.indexOf('\n');
+        if (nl === -1) return;
+        down.off('data', onRequest);
+        const req = JSON.parse(request.slice(0, nl)) as { op?: string; guest?: string };
+        const call: TapCall = { op: req.op ?? '?', ...(req.guest ? { guest: req.guest } : {}), reply: '' };
+        this.calls.push(call);
+        const up = net.connect(this.upstream);
+        up.on('data', (r) => {
+          call.reply += r;
+          down.write(r);
+        });
+        up.on('end', () => down.end());
+        up.on('error', () => down.destroy());
+        down.on('close', () => up.destroy());
+        up.write(request);
+      };
+      down.on('data', onRequest);
+    });
+    await new Promise<void>((resolve) => this.server!.listen(this.socket, resolve));
+  }
+
+  close(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    return new Promise((resolve) => (s ? s.close(() => resolve()) : resolve()));
+  }
+
+  of(guest: string): string[] {
+    return this.calls.filter((c) => c.guest === guest).map((c) => c.op);
+  }
+}
+
+let client: LibvirtClient | null = null;
+let daemon: TestDaemon | null = null;
+let tap: Tap | null = null;
+let tapDir: string | null = null;
+let installed = false;
+let restarted = false;
+/** libvirtd logs each hook run's stderr (to LIBVIRTD_LOG). */
+let hookLog = false;
+/** The destroy of a guest the hook could not arm (first test), for the second to compare with. */
+let unarmedDestroyMs: number | null = null;
+
+interface Setup {
+  c: LibvirtClient;
+  d: TestDaemon;
+  tap: Tap;
+}
+/** Once per file; a string says why the machine cannot run these tests. */
+let ready: Promise<Setup | string> | null = null;
+
+async function setup(t: TestContext): Promise<Setup | null> {
+  if (!(await libvirtdOrSkip(t))) return null;
+  ready ??= prepare(t);
+  const r = await ready;
+  if (typeof r !== 'string') return r;
+  process.stderr.write(`\n*** SKIPPED ${JSON.stringify(t.name)}: ${r}\n\n`);
+  t.skip(r);
+  return null;
+}
+
+async function prepare(t: TestContext): Promise<Setup | string> {
+  // Only a libvirtd the harness runs may be restarted: found out before / is touched.
+  try {
+    await restartLibvirtd();
+  } catch (e) {
+    if (e instanceof LibvirtdUnavailable) return `needs a libvirtd the test harness can restart: ${e.message}`;
+    throw e;
+  }
+  daemon = await startTestDaemon([]);
+  tapDir = mkdtempSync(path.join(os.tmpdir(), 'pvteardown-hooktap-'));
+  tap = new Tap(path.join(tapDir, 'tap.sock'), daemon.socket);
+  await tap.listen();
+  // No emulator wrappers: these guests get their helper from QEMU's -async-teardown.
+  installed = true;
+  install({ root: '/', socket: tap.socket, searchDirs: [] });
+  restarted = true;
+  const t0 = Date.now();
+  const lv = await restartLibvirtd();
+  t.diagnostic(`libvirtd restarted with the hook in ${Date.now() - t0} ms`);
+  client = await LibvirtClient.connect(lv.uri);
+  // libvirt logs a succeeding hook's stderr only at debug level, in its command runner's
+  // "Result ..., stdout: '...' stderr: '...'" line: that one module, until after() restarts it.
+  hookLog = await run('virt-admin', ['daemon-log-filters', '1:util.command']).then(
+    () => run('virt-admin', ['daemon-log-outputs', '1:stderr']).then(() => true),
+    (e: Error) => (t.diagnostic(`virt-admin could not raise libvirtd's log level (${e.message.split('\n')[0]}): hook stderr not checked`), false),
+  );
+  return { c: client, d: daemon, tap };
+}
+
+after(async () => {
+  // Each step runs whatever failed before it: later test files must find / and libvirtd hook-free.
+  const errors: unknown[] = [];
+  const step = async (f: () => unknown) => {
+    try {
+      await f();
+    } catch (e) {
+      errors.push(e);
+    }
+  };
+  await step(async () => {
+    if (client) await cleanupTestGuests(client, PREFIX);
+  });
+  await step(() => client?.close());
+  await step(() => {
+    if (installed) uninstall('/');
+  });
+  await step(async () => {
+    if (restarted) await restartLibvirtd();
+  });
+  await step(() => tap?.close());
+  await step(() => daemon?.cleanup());
+  if (tapDir) rmSync(tapDir, { recursive: true, force: true });
+  if (errors.length) throw errors[0];
+});
+
+const teardownOf = (d: TestDaemon, pid: number) => d.list().then((all) => all.filter((v: TeardownView) => v.pid === pid).at(-1));
+
+function qemuLog(name: string): { path: string; size: number } {
+  const p = `/var/log/libvirt/qemu/${name}.log`;
+  return { path: p, size: existsSync(p) ? statSync(p).size : 0 };
+}
+
+const hookLines = (text: string, name: string) => text.split('\n').filter((l) => l.includes('pvteardown hook:') && l.includes(name));
+
+/** The hook's stderr lines about `name` in the guest's own log (where QEMU's stderr goes). */
+function qemuLines(name: string, q: { path: string; size: number }): string[] {
+  return hookLines(existsSync(q.path) ? readFileSync(q.path, 'utf8').slice(q.size) : '', name);
+}
+
+/**
+ * Destroys G with its helper stopped (SIGSTOP) across the call, so that it holds the memory as a
+ * big guest's teardown would: left in libvirt's machine cgroup, it keeps the cgroup busy and libvirt
+ * waits; moved out by arming, it does not. QEMU 7.2's cleanup otherwise exits at once now and then.
+ */
+async function destroyHoldingHelper(c: LibvirtClient, g: Running, helper: number): Promise<number> {
+  process.kill(helper, 'SIGSTOP');
+  try {
+    return await timedDestroy(c, g.dom);
+  } finally {
+    process.kill(helper, 'SIGCONT');
+  }
+}
+
+test('installed hook, daemon stopped: the hook is called, the guest starts and is destroyed (fail-open), unarmed so libvirt waits on its busy cgroup', async (t) => {
+  const s = await setup(t);
+  if (!s) return;
+  // The tap stays: it shows the hook asking, and relays to a daemon that is no longer there.
+  await s.d.kill();
+  const name = `${PREFIX}nodaemon`;
+  const dom = await defineGuest(s.c, name, MEM_MIB, 'async');
+  const q = qemuLog(name);
+  const logAt = libvirtdLogSize();
+  const t0 = Date.now();
+  const g = await startGuest(s.c, dom);
+  const startMs = Date.now() - t0;
+  const [helper] = helpersOf(g.pid);
+  assert.ok(helper, `QEMU ${g.pid} has its cleanup/${g.pid} helper`);
+  unarmedDestroyMs = await destroyHoldingHelper(s.c, g, helper);
+  t.diagnostic(`no daemon: start ${startMs} ms, destroy (unarmed, helper held) ${unarmedDestroyMs.toFixed(0)} ms`);
+  assert.equal((await s.c.lookupByName(name)).id, -1, 'shut off');
+  await until('the stopped and release hook calls', async () => s.tap.of(name), (ops) => ops.length >= 3, 10_000);
+  assert.deepEqual(s.tap.of(name), ['arm', 'exited', 'exited'], 'started, stopped and release called the hook');
+  assert.ok(s.tap.calls.filter((c) => c.guest === name).every((c) => c.reply === ''), 'no daemon answered');
+  const log = libvirtdLogSince(logAt);
+  if (log !== null) assert.ok(cgroupErrorsAbout(log, name).length > 0, `libvirtd retried the removal of ${name}'s busy cgroup`);
+  assert.deepEqual(qemuLines(name, q), [], `the guest's log ${q.path} has no hook line`);
+  const lines = hookLines(libvirtdLogSince(logAt) ?? '', name);
+  t.diagnostic(`hook lines in ${LIBVIRTD_LOG}: ${lines.length ? lines.join(' | ') : 'none'}`);
+  if (hookLog) {
+    // prepare (no daemon to ask about admission), started (not armed), stopped and release (exit not reported).
+    assert.equal(lines.length, 4, `one line per hook call in ${LIBVIRTD_LOG}`);
+    for (const l of lines) assert.match(l, /pvteardown hook: guest \S+: (admission skipped|not armed|exit not reported)|pvteardown hook: guest \S+ \(pid \d+.*not armed/);
+  }
+
+  // What libvirt gave up removing goes once the helper has freed the memory and exited.
+  await until(`helper ${helper} gone`, async () => released(helper), (gone) => gone, 30_000);
+  for (const dir of machineCgroupsOf(name)) {
+    for (const sub of readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory())) rmdirSync(path.join(dir, sub.name));
+    rmdirSync(dir);
+  }
+  await s.d.restart();
+});
+
+test('installed hook under a restarted libvirtd: -async-teardown guest armed at start, destroy without EBUSY wait, teardown done, stopped reported', async (t) => {
+  const s = await setup(t);
+  if (!s) return;
+  assert.ok(existsSync(installLayout('/').hook), 'the hook is installed at /');
+  const name = `${PREFIX}async`;
+  const dom = await defineGuest(s.c, name, MEM_MIB, 'async');
+
+  const startLogAt = libvirtdLogSize();
+  const t0 = Date.now();
+  const g = await startGuest(s.c, dom);
+  const startedAt = Date.now();
+  t.diagnostic(`start (create) with the hook and daemon: ${startedAt - t0} ms`);
+  // libvirt waits for the hook's `started` call before create returns: armed by now, by the hook.
+  const armed = await teardownOf(s.d, g.pid);
+  assert.equal(armed?.state, 'armed', `armed when create returned: ${JSON.stringify(armed)}`);
+  assert.ok(Date.parse(armed.armedAt) <= startedAt, `armed at ${armed.armedAt}, before create returned`);
+  assert.equal(armed.guest, name);
+  assert.equal(armed.strategy, 'qemu');
+  assert.deepEqual(s.tap.of(name), ['admit', 'arm'], 'prepare asked admission, started armed');
+  const helpers = helpersOf(g.pid);
+  assert.deepEqual(helpers, [armed.helperPid], `QEMU ${g.pid}'s cleanup/${g.pid} is the armed helper`);
+
+  const logAt = libvirtdLogSize();
+  const destroyMs = await destroyHoldingHelper(s.c, g, helpers[0]!);
+  t.diagnostic(`destroy, 1 GiB -async-teardown guest armed by the hook (helper held): ${destroyMs.toFixed(0)} ms; unarmed: ${unarmedDestroyMs?.toFixed(0) ?? '(not run)'} ms`);
+  assert.deepEqual(machineCgroupsOf(name), [], 'no machine cgroup left');
+  const log = libvirtdLogSince(logAt);
+  if (log !== null) assert.deepEqual(cgroupErrorsAbout(log, name), [], 'libvirtd logged no cgroup removal error');
+  // Both destroys run the stopped and release hooks; only the unarmed one adds libvirt's retries.
+  if (unarmedDestroyMs !== null) {
+    assert.ok(destroyMs <= unarmedDestroyMs - EBUSY_WAIT_MS * 0.6, `armed ${destroyMs.toFixed(0)} ms is libvirt's EBUSY wait shorter than unarmed ${unarmedDestroyMs.toFixed(0)} ms`);
+  }
+
+  const v = await until('teardown done', () => teardownOf(s.d, g.pid), (x) => x?.state === 'done' || x?.state === 'failed', 60_000);
+  assert.equal(v!.state, 'done', JSON.stringify(v));
+  assert.ok(v!.cpuUsec > 0, `teardown CPU ${v!.cpuUsec} us > 0`);
+  assert.ok(v!.exitedAt, 'exitedAt set');
+  assert.ok(v!.bytes >= MEM_MIB * 2 ** 20, `teardown freed ${v!.bytes} bytes`);
+  t.diagnostic(`teardown: ${v!.cpuUsec} us CPU, ${(v!.bytes / 2 ** 20).toFixed(0)} MiB, armed->finished ${Date.parse(v!.finishedAt!) - Date.parse(v!.armedAt)} ms`);
+  // `stopped end` and `release end` both report the exit; they need not come before destroy returns.
+  await until('the stopped and release hook calls', async () => s.tap.of(name), (ops) => ops.length >= 4, 10_000);
+  assert.deepEqual(s.tap.of(name), ['admit', 'arm', 'exited', 'exited']);
+  for (const c of s.tap.calls.filter((x) => x.guest === name)) assert.match(c.reply, /"ok":true/, `the daemon answered the hook's ${c.op}: ${c.reply}`);
+  // All went well: the hook said nothing (a line is for faults and protected guests).
+  if (hookLog) assert.deepEqual(hookLines(libvirtdLogSince(startLogAt) ?? '', name), [], `no hook line in ${LIBVIRTD_LOG}`);
+});
