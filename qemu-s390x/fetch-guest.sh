@@ -39,7 +39,9 @@ closure() {
   acache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
     --no-replaces --no-enhances "$@" | grep -v '^ ' | grep -v '^<' | sort -u
 }
-mapfile -t pkgs < <(closure nodejs busybox-static)
+# dash and bash: tests drive real, dynamically linked shells (a distribution's kvm wrapper is a
+# shell script, and LD_PRELOAD does nothing to the static busybox).
+mapfile -t pkgs < <(closure nodejs busybox-static dash bash)
 # The metapackage's first dependency names the versioned image; its own Depends
 # (initramfs-tools, kmod...) are for installed systems and are not wanted here.
 kernel_pkg=$(acache depends linux-image-s390x | awk '/Depends: linux-image-/{print $2; exit}')
@@ -86,7 +88,8 @@ done
 # s390x's loader path is /lib/ld64.so.1; the link above must keep pointing into usr/.
 [ -L "$root/lib" ] || die "a package replaced the /lib link; merged-/usr assumption broken"
 rm -rf "$root"/usr/share/{doc,man,info,locale,lintian,bug} "$root"/usr/include
-ln -sf busybox "$root/usr/bin/sh"
+# Debian's /bin/sh; dash's postinst would make this link.
+ln -sf dash "$root/usr/bin/sh"
 # The kernel opens /dev/console before init runs, so the node must be in the archive.
 mknod -m 600 "$root/dev/console" c 5 1
 echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"

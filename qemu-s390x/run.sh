@@ -9,6 +9,12 @@ t0=$(date +%s)
 step() { say "$1 done in $(( $(date +%s) - t0 ))s"; }
 "$PVTD_S390X_DIR/host-packages.sh"; step "host packages"
 "$PVTD_S390X_DIR/fetch-guest.sh"; step "guest packages"
+if [ -z "${PVTD_S390X_QEMU:-}" ]; then
+  read -r PVTD_S390X_QEMU PVTD_S390X_QEMU_DATA modules < <("$PVTD_S390X_DIR/fetch-qemu.sh")
+  export PVTD_S390X_QEMU PVTD_S390X_QEMU_DATA
+  [ -z "$modules" ] || export QEMU_MODULE_DIR=$modules
+fi
+step "qemu ($("$PVTD_S390X_QEMU" --version | head -1))"
 mkdir -p "$PVTD_S390X_BUILD"
 "$PVTD_S390X_DIR/build-payload.sh"; step "payload"
 # The uncompressed payload goes first: the kernel wants each cpio header 4-byte aligned, and
