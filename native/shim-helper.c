@@ -154,21 +154,17 @@ __attribute__((noreturn)) static void tear_down(const struct pvtd_helper_args *a
 	helper_exit(0);
 }
 
-enum wake { PROGRAM_EXITED, PROGRAM_EXECED, KEEP_WAITING };
-
-/* The exec pipe hung up: either the program exec'd another image (the write end was O_CLOEXEC),
- * or it closed or replaced that descriptor itself. Only the first means our mm is no longer the
- * program's; kcmp tells them apart. Without kcmp we cannot tell, and leave: holding an image that
- * is gone would keep its memory until the program exits. */
-static enum wake after_hangup(const struct pvtd_helper_args *a)
+/* The exec pipe hung up: the program exec'd another image (the write end was O_CLOEXEC), or it is
+ * exiting (its files close after its mm is gone but before its pidfd turns readable), or it closed
+ * or replaced that descriptor itself. Only in the last case is our mm still the program's (kcmp
+ * says so) and we keep waiting. After an exec or an exit alike the mm is ours alone to free: in
+ * chunks, so that pacing holds (an exec'd-away image is small; an exiting guest is not). Without
+ * kcmp we cannot tell, and tear down: holding an image that is gone would keep its memory. */
+static int mm_still_programs(const struct pvtd_helper_args *a)
 {
 	long self = raw_syscall0(__NR_getpid);
 	long same = raw_syscall5(__NR_kcmp, self, a->target_pid, KCMP_VM, 0, 0);
-	if (same == 0)
-		return KEEP_WAITING;
-	if (same == -3 /* ESRCH: gone, the pidfd will say so */)
-		return KEEP_WAITING;
-	return PROGRAM_EXECED;
+	return same == 0;
 }
 
 int pvtd_helper_main(void *arg)
@@ -191,8 +187,8 @@ int pvtd_helper_main(void *arg)
 		if (fds[0].revents & POLLIN)
 			tear_down(a);
 		if (exec_fd >= 0 && fds[1].revents) {
-			if (after_hangup(a) == PROGRAM_EXECED)
-				helper_exit(0);	/* the new image has a helper of its own */
+			if (!mm_still_programs(a))
+				tear_down(a);	/* an exec'd image has a helper of its own */
 			raw_syscall1(__NR_close, exec_fd);
 			exec_fd = -1;
 		}
