@@ -42,6 +42,8 @@ closure() {
 # dash and bash: tests drive real, dynamically linked shells (a distribution's kvm wrapper is a
 # shell script, and LD_PRELOAD does nothing to the static busybox).
 mapfile -t pkgs < <(closure nodejs busybox-static dash bash)
+# util-linux's setpriv (busybox's has no --reuid), without util-linux's own closure (PAM, debconf).
+pkgs+=(util-linux libcap-ng0)
 # The metapackage's first dependency names the versioned image; its own Depends
 # (initramfs-tools, kmod...) are for installed systems and are not wanted here.
 kernel_pkg=$(acache depends linux-image-s390x | awk '/Depends: linux-image-/{print $2; exit}')
@@ -82,6 +84,7 @@ for f in "${files[@]}"; do
     "$kernel_pkg"_*)
       dpkg-deb --fsys-tarfile "$debs/$f" | tar -x -C "$tmp" --wildcards './boot/vmlinuz-*'
       ;;
+    util-linux_*) dpkg-deb --fsys-tarfile "$debs/$f" | tar -x -C "$root" ./usr/bin/setpriv ;;
     *) dpkg-deb -x "$debs/$f" "$root" ;;
   esac
 done

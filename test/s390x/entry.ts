@@ -20,7 +20,8 @@ import '../system/shim-semantics.test.js';
 import '../system/shim-teardown.test.js';
 // Core on pure cgroup v2.
 import '../system/cgroup-backend.test.js';
+import '../system/socket-server.test.js';
 import '../system/socket-client.test.js';
-// Not yet: helper-cli (its frozen-mrelease case assumes the v1 freezer, which holds a killed task;
-// a v2-frozen task dies at once), socket-server (setpriv --reuid: busybox's has no such option),
-// daemon (its test daemon must answer within 15 s, and a node start alone takes ~6 s under TCG).
+// Not yet: helper-cli (its frozen-mrelease case assumes the v1 freezer, which holds a killed
+// task; a v2-frozen task dies at once, so mrelease races its exit), daemon (its test daemon must
+// answer within 15 s while a node start alone takes ~6 s under TCG; its guests are 1-2 GiB).
