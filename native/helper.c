@@ -9,8 +9,10 @@
  *   mrelease --pid P [--kill]      SIGKILL (optional), then process_mrelease(pidfd) in this process;
  *                                  a victim that is frozen (cgroup freezer) when killed leaves all
  *                                  of the work to us, else it races us and may free it itself
- *   mmput-async --pid P --nr N     the proposed process_mmput_async(pidfd): P's memory is torn
- *                                  down here, in this process's cgroup, after P's last user is gone
+ *   mmput-async --pid P --nr N [--ready-fd FD]
+ *                                  the proposed process_mmput_async(pidfd): P's memory is torn
+ *                                  down here, in this process's cgroup, after P's last user is gone;
+ *                                  "ready" on FD once every check passed and the call is made
  *   sharing --pid P                processes that share P's mm (CLONE_VM helpers)
  *   subreaper -- CMD [ARGS...]     run CMD as a child subreaper that reaps orphans at once
  *
@@ -91,12 +93,13 @@ struct options {
 	int kill;
 	long nr;
 	long timeout_ms;
+	int ready_fd;
 	char **rest;
 };
 
 static struct options parse_options(char **argv, int need_pid)
 {
-	struct options o = { .pid = 0, .helper = 0, .kill = 0, .nr = -1, .timeout_ms = -1, .rest = NULL };
+	struct options o = { .pid = 0, .helper = 0, .kill = 0, .nr = -1, .timeout_ms = -1, .ready_fd = -1, .rest = NULL };
 	for (; *argv; argv++) {
 		if (strcmp(*argv, "--pid") == 0)
 			o.pid = (int)parse_number("--pid", *++argv, 1, 0x3fffffff);
@@ -106,6 +109,8 @@ static struct options parse_options(char **argv, int need_pid)
 			o.kill = 1;
 		else if (strcmp(*argv, "--nr") == 0 || strcmp(*argv, "--mmput-async-nr") == 0)
 			o.nr = parse_number(*argv, argv[1], 0, 4095), argv++;
+		else if (strcmp(*argv, "--ready-fd") == 0)
+			o.ready_fd = (int)parse_number("--ready-fd", *++argv, 3, 1023);
 		else if (strcmp(*argv, "--timeout-ms") == 0)
 			o.timeout_ms = parse_number("--timeout-ms", *++argv, 0, 86400000);
 		else if (strcmp(*argv, "--") == 0) {
@@ -345,6 +350,12 @@ static int cmd_mmput_async(char **argv)
 		fail(o.pid, ENOSYS, "this kernel does not carry the process_mmput_async patch (no such symbol in /proc/kallsyms), so syscall %ld is not called; use the shim or qemu strategy", o.nr);
 	name_self(o.pid);
 	long long start = now_ns();
+	/* The caller learns that the call is under way without guessing from how long we live. */
+	if (o.ready_fd >= 0) {
+		if (write(o.ready_fd, "ready\n", 6) != 6)
+			fail(o.pid, errno, "cannot write to --ready-fd %d", o.ready_fd);
+		close(o.ready_fd);
+	}
 	if (syscall(o.nr, pidfd, 0) < 0) {
 		int err = errno;
 		if (err == ENOSYS)
@@ -456,8 +467,10 @@ static const char help[] =
 	"                                  wait on a pidfd until P exits; --kill sends SIGKILL first;\n"
 	"                                  --helper: then wait for P's teardown helper H too\n"
 	"  mrelease --pid P [--kill]       SIGKILL P (with --kill) and reap its memory here\n"
-	"  mmput-async --pid P --nr N      take over P's memory teardown through the proposed\n"
-	"                                  process_mmput_async syscall, number N on this kernel\n"
+	"  mmput-async --pid P --nr N [--ready-fd FD]\n"
+	"                                  take over P's memory teardown through the proposed\n"
+	"                                  process_mmput_async syscall, number N on this kernel;\n"
+	"                                  writes \"ready\" to FD when the call is made\n"
 	"  sharing --pid P                 JSON list of processes sharing P's memory\n"
 	"  subreaper -- CMD [ARGS...]      run CMD, reaping orphaned descendants at once\n"
 	"Output is one JSON line; errors are one line on stderr naming the errno and its meaning.\n"

@@ -1,6 +1,7 @@
 // Where a teardown starts: a guest process is armed once a helper that will free its memory is
 // known and has been moved into a cgroup of its own under pvteardown's root.
 import { spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { dirname } from 'node:path';
 import { evacuate } from '../cgroup/evacuate.js';
 import { nativePath } from '../paths.js';
@@ -115,24 +116,32 @@ export function watchGuest(ctx: DaemonContext, t: Teardown): void {
   );
 }
 
+/** How long a starting mmput-async helper may take to pass its checks (slow under emulation). */
+const MMPUT_ASYNC_READY_MS = 30_000;
+
 /** The proposed syscall sleeps in this helper until the guest's last user is gone, then tears the
- * memory down here, in the helper's cgroup. It outlives the daemon (detached) like any helper. */
+ * memory down here, in the helper's cgroup. It outlives the daemon (detached) like any helper. It
+ * says "ready" on fd 3 once its checks passed and the call is made; an exit first is a refusal. */
 async function startMmputAsyncHelper(ctx: DaemonContext, pid: number): Promise<number> {
   if (ctx.mmputAsyncNr === null) {
     throw new ArmError('strategy mmput-async needs the syscall number of process_mmput_async on this kernel: start the daemon with --mmput-async-nr N');
   }
-  const child = spawn(nativePath('pvteardown-helper'), ['mmput-async', '--pid', String(pid), '--nr', String(ctx.mmputAsyncNr)], {
-    detached: true,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const args = ['mmput-async', '--pid', String(pid), '--nr', String(ctx.mmputAsyncNr), '--ready-fd', '3'];
+  const child = spawn(nativePath('pvteardown-helper'), args, { detached: true, stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
-  // A kernel without the syscall or a wrong number fails at once; a working call blocks.
-  const early = await new Promise<number | null>((resolve) => {
-    const timer = setTimeout(() => resolve(null), 300);
-    child.once('exit', (code) => (clearTimeout(timer), resolve(code ?? 1)));
+  const ready = child.stdio[3] as Readable;
+  const outcome = await new Promise<'ready' | 'exited' | 'timeout'>((resolve) => {
+    const timer = setTimeout(() => resolve('timeout'), MMPUT_ASYNC_READY_MS);
+    ready.once('data', () => (clearTimeout(timer), resolve('ready')));
+    child.once('exit', () => (clearTimeout(timer), resolve('exited')));
   });
-  if (early !== null) throw new ArmError(stderr.trim().replace(/^pvteardown-helper: /, '') || `mmput-async helper exited with ${early}`);
+  if (outcome !== 'ready') {
+    if (outcome === 'timeout') child.kill('SIGKILL');
+    const why = stderr.trim().replace(/^pvteardown-helper: /, '');
+    throw new ArmError(why || `the mmput-async helper ${outcome === 'timeout' ? `did not start within ${MMPUT_ASYNC_READY_MS / 1000} s` : 'exited without a word'}`);
+  }
+  ready.destroy();
   child.stderr!.destroy();
   child.unref();
   return child.pid!;

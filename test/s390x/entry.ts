@@ -15,13 +15,14 @@ import '../unit/hook-args.test.js';
 import '../unit/hook-xml.test.js';
 import '../unit/sys-open.test.js';
 import '../unit/sys-proc.test.js';
-// Native: raw clone with s390x's argument order, pidfd, the shim on fake guests.
+// Native: raw clone with s390x's argument order, pidfd, process_mrelease, the shim on fake guests.
+import '../system/helper-cli.test.js';
 import '../system/shim-semantics.test.js';
 import '../system/shim-teardown.test.js';
 // Core on pure cgroup v2.
 import '../system/cgroup-backend.test.js';
 import '../system/socket-server.test.js';
 import '../system/socket-client.test.js';
-// Not yet: helper-cli (its frozen-mrelease case assumes the v1 freezer, which holds a killed
-// task; a v2-frozen task dies at once, so mrelease races its exit), daemon (its test daemon must
-// answer within 15 s while a node start alone takes ~6 s under TCG; its guests are 1-2 GiB).
+// The daemon on pure v2: queue and freeze, cpu.max pacing, recovery, admission (guests scaled
+// down by PVTEARDOWN_TEST_MIB, timeouts up by PVTEARDOWN_TEST_SLOWDOWN).
+import '../system/daemon.test.js';

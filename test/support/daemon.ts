@@ -12,6 +12,9 @@ import { packageRoot } from '../../src/paths.js';
 
 export const CLI = path.join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 
+/** How much slower than this machine the run is (under emulation: s390x TCG): scales timeouts. */
+export const SLOWDOWN = Number(process.env.PVTEARDOWN_TEST_SLOWDOWN ?? 1);
+
 export interface TestDaemon {
   socket: string;
   stateDir: string;
@@ -52,14 +55,14 @@ export async function startTestDaemon(flags: string[] = [], opts: TestDaemonOpti
     });
     child.stdout!.on('data', (d) => (log += d));
     child.stderr!.on('data', (d) => (log += d));
-    const deadline = Date.now() + 15_000;
+    const deadline = Date.now() + 15_000 * SLOWDOWN;
     for (;;) {
       if (child.exitCode !== null) throw new Error(`daemon exited with ${child.exitCode}: ${log}`);
       try {
         await request(socket, { op: 'status' }, { timeoutMs: 1000 });
         return;
       } catch {
-        if (Date.now() > deadline) throw new Error(`daemon did not answer within 15 s: ${log}`);
+        if (Date.now() > deadline) throw new Error(`daemon did not answer within ${15 * SLOWDOWN} s: ${log}`);
         await new Promise((r) => setTimeout(r, 50));
       }
     }
@@ -105,7 +108,7 @@ export async function startTestDaemon(flags: string[] = [], opts: TestDaemonOpti
 }
 
 /** Polls until `done` says so, or fails naming what was last seen. */
-export async function until<T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
+export async function until<T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 30_000 * SLOWDOWN): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: T;
   for (;;) {
