@@ -6,6 +6,7 @@ import { after, type TestContext } from 'node:test';
 import { openCgroups, type CgroupBackend } from '../../src/cgroup/index.js';
 import { shimEnvironment } from '../../src/exec/shim-env.js';
 import { nativePath } from '../../src/paths.js';
+import { ffiUnavailable, type SysKind } from '../../src/sys/index.js';
 
 /** Guest size for the system tests: 2 GiB here, smaller under s390x TCG (page faults cost ~85 us). */
 export const GUEST_MIB = Number(process.env.PVTEARDOWN_TEST_MIB ?? 2048);
@@ -16,6 +17,16 @@ export function requireRoot(t: TestContext): boolean {
   const why = 'needs root: real cgroups, pidfds of other processes and process_mrelease';
   process.stderr.write(`SKIPPED ${t.name}: ${why}\n`);
   t.skip(why);
+  return false;
+}
+
+/** Root, and for the ffi kind a loadable ffi-rs; otherwise a loud skip. */
+export function kindAvailable(t: TestContext, kind: SysKind): boolean {
+  if (!requireRoot(t)) return false;
+  const why = kind === 'ffi' ? ffiUnavailable() : null;
+  if (why === null) return true;
+  process.stderr.write(`SKIPPED ${t.name}: needs ffi-rs: ${why}\n`);
+  t.skip(`needs ffi-rs: ${why}`);
   return false;
 }
 

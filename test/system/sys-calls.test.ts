@@ -1,19 +1,11 @@
 // sharers, killPid, mrelease and mmputAsync on real processes, the same assertions for both kinds.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { after, describe, it, type TestContext } from 'node:test';
+import { after, describe, it } from 'node:test';
 import type { CgroupBackend } from '../../src/cgroup/index.js';
-import { ffiUnavailable, openSys, SysError, type SysKind } from '../../src/sys/index.js';
-import { helperOf, isAlive, killAndTime, requireRoot, sleep, startFakeGuest, testCgroups, waitExit } from '../support/system.js';
+import { openSys, SysError } from '../../src/sys/index.js';
+import { helperOf, isAlive, killAndTime, sleep, startFakeGuest, testCgroups, waitExit, kindAvailable } from '../support/system.js';
 
-function kindAvailable(t: TestContext, kind: SysKind): boolean {
-  if (!requireRoot(t)) return false;
-  const why = kind === 'ffi' ? ffiUnavailable() : null;
-  if (why === null) return true;
-  process.stderr.write(`SKIPPED ${t.name}: needs ffi-rs: ${why}\n`);
-  t.skip(`needs ffi-rs: ${why}`);
-  return false;
-}
 
 const root = process.getuid?.() === 0;
 let cg: CgroupBackend;

@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { after, describe, it, type TestContext } from 'node:test';
-import { ffiUnavailable, openSys, type SysKind } from '../../src/sys/index.js';
-import { requireRoot, sleep, startFakeGuest } from '../support/system.js';
+import { after, describe, it } from 'node:test';
+import { openSys } from '../../src/sys/index.js';
+import { sleep, startFakeGuest, kindAvailable } from '../support/system.js';
 
 const SYS_URL = new URL('../../src/sys/index.js', import.meta.url).href;
 
@@ -60,14 +60,6 @@ function helpersWaitingOn(pid: number): number[] {
 
 const ms = (ns: bigint) => Number(ns) / 1e6;
 
-function kindAvailable(t: TestContext, kind: SysKind): boolean {
-  if (!requireRoot(t)) return false;
-  const why = kind === 'ffi' ? ffiUnavailable() : null;
-  if (why === null) return true;
-  process.stderr.write(`SKIPPED ${t.name}: needs ffi-rs: ${why}\n`);
-  t.skip(`needs ffi-rs: ${why}`);
-  return false;
-}
 
 for (const kind of ['ffi', 'helper'] as const) {
   describe(`sys waitExit (${kind})`, { concurrency: false }, () => {
