@@ -14,6 +14,8 @@ export interface PacingHooks {
   running(): void;
 }
 
+const FREEZE_WAIT_MS = 30_000;
+
 export class Pacer {
   private readonly queue: PQueue;
   private readonly freezeTimers = new Map<string, NodeJS.Timeout>();
@@ -46,8 +48,8 @@ export class Pacer {
   async enqueue(id: string, run: () => Promise<void>, hooks: PacingHooks, freezable = true): Promise<void> {
     const slotFree = this.queue.size === 0 && this.queue.pending < this.queue.concurrency;
     if (!slotFree && freezable) {
-      await this.freeze(id);
       hooks.queued();
+      await this.freeze(id);
     }
     await this.queue.add(async () => {
       this.thaw(id);
@@ -86,7 +88,8 @@ export class Pacer {
 
   private async freeze(id: string): Promise<void> {
     try {
-      await this.cgroups.freeze(id);
+      // A helper throttled by the CPU budget reaches the freezer only when it runs again.
+      await this.cgroups.freeze(id, { timeoutMs: FREEZE_WAIT_MS });
     } catch (err) {
       this.log.warn({ id, err: String(err) }, 'could not freeze a queued teardown; it runs unpaced');
       return;

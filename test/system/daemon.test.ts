@@ -115,7 +115,7 @@ describe('pvteardown daemon', { concurrency: false }, () => {
     const rows = await until('one running, two queued', () => d.list(), (rows) =>
       rows.filter((r) => r.state === 'running').length === 1 && rows.filter((r) => r.state === 'queued').length === 2);
     const queuedIds = rows.filter((r) => r.state === 'queued').map((r) => r.id);
-    assert.deepEqual(queuedIds.map((id) => d.cgroups.isFrozen(id)), [true, true], 'queued helpers are frozen');
+    await until('queued helpers frozen', async () => queuedIds.map((id) => d.cgroups.isFrozen(id)), (f) => f.every(Boolean));
 
     await d.kill('SIGKILL');
     assert.deepEqual(queuedIds.map((id) => d.cgroups.isFrozen(id)), [true, true], 'a dead daemon leaves them frozen: the worst case');
@@ -192,7 +192,7 @@ describe('pvteardown daemon', { concurrency: false }, () => {
     await until('armed', () => d.list(), (rows) => ['f1', 'f2'].every((n) => byGuest(rows, n)?.state === 'armed'));
     for (const g of guests) process.kill(g.pid, 'SIGKILL');
     const queued = (await until('one queued', () => d.list(), (rows) => rows.some((r) => r.state === 'queued'))).find((r) => r.state === 'queued')!;
-    assert.equal(d.cgroups.isFrozen(queued.id), true);
+    await until('the queued helper frozen', async () => d.cgroups.isFrozen(queued.id), (frozen) => frozen);
     await until('thawed by the watchdog', async () => d.cgroups.exists(queued.id) && d.cgroups.isFrozen(queued.id), (frozen) => !frozen, 4000 * SLOWDOWN);
     assert.match(d.log(), /teardown frozen too long: thawed without a slot/);
     await d.ask({ op: 'limits', cpuPercent: null });
