@@ -34,7 +34,9 @@ class Proxy {
     await new Promise<void>((r) => this.server!.listen(this.path, r));
   }
   async down(): Promise<void> {
-    const closed = new Promise((r) => this.server?.close(r));
+    // Already down (a failed test's after() calls this again): a close callback would never come.
+    if (!this.server) return;
+    const closed = new Promise((r) => this.server!.close(r));
     for (const s of this.conns) s.destroy();
     await closed;
     this.server = null;
