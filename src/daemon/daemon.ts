@@ -150,12 +150,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   return {
     ctx,
     stop: async () => {
+      // Thawing comes first: a helper left frozen with no daemon is the worst failure there is.
       clearInterval(tick);
       stopping.abort();
-      await libvirt?.stop();
       ctx.pacer.thawAll();
       await server.close();
       metrics?.close();
+      // Bounded: a libvirt connection that does not close must not keep the daemon from stopping.
+      await Promise.race([libvirt?.stop(), new Promise((r) => setTimeout(r, 3000).unref())]);
       log.info('pvteardown daemon stopped; helpers go on in their cgroups under the CPU budget');
     },
   };

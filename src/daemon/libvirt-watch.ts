@@ -159,6 +159,7 @@ export function watchLibvirt(ctx: DaemonContext, opts: LibvirtWatchOptions = {})
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
   return new Promise((r) => {
     const t = setTimeout(done, ms);
     function done() {
