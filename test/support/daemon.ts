@@ -69,11 +69,17 @@ export async function startTestDaemon(flags: string[] = [], opts: TestDaemonOpti
   };
   await launch();
 
+  /** A daemon that does not stop on SIGTERM within the bound is a failure, not a hang. */
   const kill = async (signal: NodeJS.Signals = 'SIGTERM') => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const ended = new Promise((r) => child.once('exit', r));
     child.kill(signal);
+    const boundMs = 10_000 * SLOWDOWN;
+    const inTime = await Promise.race([ended.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), boundMs).unref())]);
+    if (inTime) return;
+    child.kill('SIGKILL');
     await ended;
+    throw new Error(`the daemon did not stop within ${boundMs / 1000} s of ${signal}: ${log.split('\n').slice(-5).join(' | ')}`);
   };
   const daemon: TestDaemon = {
     socket,
