@@ -248,7 +248,9 @@ describe('daemon socket server', () => {
 
   it('a client that disconnects mid-request or mid-line does not disturb the others', async () => {
     let finished = 0;
+    const started = new Set<unknown>();
     const s = await start(socketPath(), async (req) => {
+      started.add('pid' in req ? req.pid : req.op);
       const r = await echo(req);
       finished++;
       return r;
@@ -258,7 +260,8 @@ describe('daemon socket server', () => {
     const halfLine = net.connect(s.path, () => halfLine.end('{"op":"arm","pi'));
     halfLine.on('error', () => {});
     const others = Array.from({ length: 5 }, (_, i) => exchange(s.path, `{"op":"arm","pid":${i + 10},"guest":"sleep:300"}\n`, 1));
-    await sleep(50);
+    // Disconnect mid-request: once its request is in the handler (a slow machine takes a while).
+    for (let i = 0; !started.has(1) && i < 500; i++) await sleep(20);
     quitter.destroy();
     const answers = (await Promise.all(others)).map((x) => parsed(x)[0]);
     assert.deepEqual(
