@@ -2,25 +2,35 @@
 # The whole test suite, on a fresh Debian 12 machine as root: installs what it needs, then runs
 # unit, system (real processes and cgroups) and libvirt (real libvirtd + KVM) tests on x86_64,
 # the aarch64 cross-build, the s390x stage (a real s390x kernel under QEMU TCG), and the
-# mmput-async stage (a kernel carrying the proposed syscall, in a VM).
+# mmput-async stage (a kernel carrying the proposed syscall, in a VM). Ends with one line that
+# adds up every stage's counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
 stage() { printf '\n=== %s (at %ss)\n' "$1" "$(( $(date +%s) - started ))"; }
+# Runs a stage, keeping its output for the counts; the stage's own status decides.
+run() { local name=$1; shift; "$@" 2>&1 | tee "$logs/$name"; return "${PIPESTATUS[0]}"; }
 
 stage setup
 bash scripts/setup.sh
 stage "x86_64: unit, system and libvirt tests"
-node scripts/run-tests.js unit system libvirt
+run x86 node scripts/run-tests.js unit system libvirt
 stage "aarch64 cross-build"
 bash qemu-s390x/cross-aarch64.sh
 stage "s390x under QEMU TCG"
-bash qemu-s390x/run.sh
+run s390x bash qemu-s390x/run.sh
 stage "process_mmput_async on a patched kernel in a VM (cold kernel build ~13 min, then cached)"
 # The VM runs under TCG where /dev/kvm cannot run a stock kernel (kvm_pvm): the syscall's own
 # checks, attach through it end to end, and the cgroup v2 backend for real; the daemon's whole
 # suite needs native speed and runs there only with real KVM.
 vm_tests="dist/test/mmput-async/ dist/test/system/cgroup-backend.test.js"
 grep -q '^kvm_pvm ' /proc/modules 2>/dev/null || vm_tests="$vm_tests dist/test/system/daemon.test.js"
-bash mmput-async/run.sh --mem 4096 -- sh -c "sh mmput-async/guest.sh; node --test --test-concurrency=1 --test-reporter=spec $vm_tests"
-stage "all stages passed"
+run mmput bash mmput-async/run.sh --mem 4096 -- sh -c "sh mmput-async/guest.sh; node --test --test-concurrency=1 --test-reporter=spec $vm_tests"
+stage "all stages passed in $(( $(date +%s) - started ))s"
+
+count() { local n; n=$(sed -n "$2" "$logs/$1" | tail -1); echo "${n:-0}"; }
+passed=$(( $(count x86 's/^ℹ pass \([0-9]*\)$/\1/p') + $(count s390x 's/^s390x: \([0-9]*\) passed.*/\1/p') + $(count mmput 's/^mmput-async: \([0-9]*\) passed.*/\1/p') ))
+failed=$(( $(count x86 's/^ℹ fail \([0-9]*\)$/\1/p') + $(count s390x 's/^s390x: [0-9]* passed, \([0-9]*\) failed.*/\1/p') + $(count mmput 's/^mmput-async: [0-9]* passed, \([0-9]*\) failed.*/\1/p') ))
+echo "all: $passed passed, $failed failed, $(count x86 's/^ℹ skipped \([0-9]*\)$/\1/p') skipped"
