@@ -9,13 +9,13 @@
 // that shared the guest's memory (QEMU and its helper) has exited (a zombie has released its mm).
 // Absolute times move with the machine's load; compare kinds within one run.
 import os from 'node:os';
-import { parseArgs } from 'node:util';
 import { LibvirtClient } from '../src/libvirt/index.js';
 import type { TeardownView } from '../src/daemon/api.js';
 import { startTestDaemon, until, type TestDaemon } from '../test/support/daemon.js';
 import { cleanupTestGuests, ensureLibvirtd, TEST_GUEST_PREFIX } from '../test/support/libvirtd.js';
 import { defineGuest, helpersOf, released, startGuest, type GuestKind } from '../test/libvirt/guests.js';
 import { describeMachine, writeResults } from './support/results.js';
+import { benchFail, benchOptions } from './support/args.js';
 import { fmt, fmtSummary, renderTable, summarize } from './support/table.js';
 
 const KINDS = ['plain', 'async', 'async-adopted', 'shim'] as const;
@@ -25,22 +25,10 @@ const ADOPTED = `${TEST_GUEST_PREFIX}bench-a-`;
 const NOT_ADOPTED = `${TEST_GUEST_PREFIX}bench-n-`;
 const USAGE = 'usage: node dist/bench/libvirt.js [--sizes GiB,... (default 1,2,4)] [--reps N (1-20, default 3)] [--kinds ' + KINDS.join(',') + ']';
 
-function fail(message: string): never {
-  process.stderr.write(`libvirt bench: ${message}\n`);
-  process.exit(1);
-}
+const fail = benchFail('libvirt');
 
 function parseOptions() {
-  let values;
-  try {
-    ({ values } = parseArgs({ options: { sizes: { type: 'string' }, reps: { type: 'string' }, kinds: { type: 'string' }, help: { type: 'boolean' } } }));
-  } catch (err) {
-    fail(`${(err as Error).message}; ${USAGE}`);
-  }
-  if (values.help) {
-    process.stdout.write(USAGE + '\n');
-    process.exit(0);
-  }
+  const values = benchOptions({ sizes: { type: 'string' }, reps: { type: 'string' }, kinds: { type: 'string' } }, USAGE, fail);
   const reps = Number(values.reps ?? '3');
   if (!/^\d+$/.test(values.reps ?? '3') || reps < 1 || reps > 20) fail(`--reps ${values.reps}: expected a whole number from 1 to 20`);
   const sizes = (values.sizes ?? '1,2,4').split(',').map(Number);

@@ -13,12 +13,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import { openCgroups } from '../src/cgroup/index.js';
 import type { TeardownState, TeardownView } from '../src/daemon/api.js';
 import { nativePath } from '../src/paths.js';
 import { CLI, startTestDaemon, type TestDaemon } from '../test/support/daemon.js';
 import { describeMachine, writeResults } from './support/results.js';
+import { benchFail, benchOptions } from './support/args.js';
 import { fmt, fmtSummary, renderTable, summarize } from './support/table.js';
 
 const MiB = 1024 * 1024;
@@ -39,10 +39,7 @@ const USAGE =
   'usage: node dist/bench/pacing.js [--reps N (1-20, default 1)] [--concurrency N,... (default 1,2,4)] ' +
   '[--budgets none|PCT,... (default none,100,50)] [--guests N (1-16, default 4)] [--mib N (default 1024)] [--poll-ms N (5-200, default 20)]';
 
-function fail(message: string): never {
-  process.stderr.write(`pacing bench: ${message}\n`);
-  process.exit(1);
-}
+const fail = benchFail('pacing');
 
 function wholeNumber(flag: string, text: string, min: number, max: number): number {
   const n = Number(text);
@@ -51,26 +48,18 @@ function wholeNumber(flag: string, text: string, min: number, max: number): numb
 }
 
 function parseOptions() {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      options: {
-        reps: { type: 'string' },
-        concurrency: { type: 'string' },
-        budgets: { type: 'string' },
-        guests: { type: 'string' },
-        mib: { type: 'string' },
-        'poll-ms': { type: 'string' },
-        help: { type: 'boolean' },
-      },
-    }));
-  } catch (err) {
-    fail(`${(err as Error).message}; ${USAGE}`);
-  }
-  if (values.help) {
-    process.stdout.write(USAGE + '\n');
-    process.exit(0);
-  }
+  const values = benchOptions(
+    {
+      reps: { type: 'string' },
+      concurrency: { type: 'string' },
+      budgets: { type: 'string' },
+      guests: { type: 'string' },
+      mib: { type: 'string' },
+      'poll-ms': { type: 'string' },
+    },
+    USAGE,
+    fail,
+  );
   const reps = wholeNumber('--reps', values.reps ?? '1', 1, 20);
   const guests = wholeNumber('--guests', values.guests ?? '4', 1, 16);
   const mib = wholeNumber('--mib', values.mib ?? '1024', 16, 1 << 20);

@@ -7,10 +7,10 @@
 // are what to compare between runs.
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
-import { parseArgs } from 'node:util';
 import type { CgroupBackend } from '../src/cgroup/index.js';
 import { nativePath } from '../src/paths.js';
 import { describeMachine, writeResults } from './support/results.js';
+import { benchFail, benchOptions } from './support/args.js';
 import { fmt, fmtSummary, renderTable, summarize } from './support/table.js';
 
 type Mode = 'plain' | 'shim';
@@ -23,22 +23,10 @@ const TIMEOUT_MS = 60_000;
 
 const USAGE = 'usage: node dist/bench/teardown.js [--reps N (1-50, default 3)] [--sizes GiB,... (default 1,2,4)] [--quick (1 rep, sizes 1,2)]';
 
-function fail(message: string): never {
-  process.stderr.write(`teardown bench: ${message}\n`);
-  process.exit(1);
-}
+const fail = benchFail('teardown');
 
 function parseOptions() {
-  let values;
-  try {
-    ({ values } = parseArgs({ options: { reps: { type: 'string' }, sizes: { type: 'string' }, quick: { type: 'boolean' }, help: { type: 'boolean' } } }));
-  } catch (err) {
-    fail(`${(err as Error).message}; ${USAGE}`);
-  }
-  if (values.help) {
-    process.stdout.write(USAGE + '\n');
-    process.exit(0);
-  }
+  const values = benchOptions({ reps: { type: 'string' }, sizes: { type: 'string' }, quick: { type: 'boolean' } }, USAGE, fail);
   const repsText = values.reps ?? (values.quick ? '1' : '3');
   const reps = Number(repsText);
   if (!/^\d+$/.test(repsText) || reps < 1 || reps > 50) fail(`--reps ${repsText}: expected a whole number from 1 to 50`);
