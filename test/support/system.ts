@@ -169,6 +169,15 @@ export async function waitExit(pid: number, timeoutMs = 30000): Promise<void> {
   if (r.code !== 0 && !r.stderr.includes('ESRCH')) throw new Error(`pid ${pid}: ${r.stderr.trim()}`);
 }
 
+/** Sends `signal` unless `pid` is already gone: a helper that was let go may have finished. */
+export function signalIfAlive(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+}
+
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);

@@ -10,7 +10,7 @@ import { Journal } from '../../src/daemon/journal.js';
 import { availableBytes } from '../../src/daemon/memory.js';
 import { nativePath } from '../../src/paths.js';
 import { CLI, SLOWDOWN, startTestDaemon, until, type TestDaemon } from '../support/daemon.js';
-import { GUEST_MIB, helperJson, killAndTime, requireRoot, startFakeGuest, testCgroups } from '../support/system.js';
+import { GUEST_MIB, helperJson, killAndTime, requireRoot, signalIfAlive, startFakeGuest, testCgroups } from '../support/system.js';
 
 const MiB = 2 ** 20;
 // Sizes scale with the guest size of the run (2 GiB here; smaller under emulation, s390x).
@@ -107,27 +107,37 @@ describe('pvteardown daemon', { concurrency: false }, () => {
 
   it('SIGKILLed with two teardowns frozen in the queue, a restarted daemon leaves nothing frozen without a slot and records each once', async (t) => {
     if (!requireRoot(t) || !root) return;
-    const d = await daemon(['--max-concurrent', '1', '--cpu', '5']);
+    const d = await daemon(['--max-concurrent', '1']);
     const names = ['r1', 'r2', 'r3'];
     const guests = await Promise.all(names.map((n) => execGuest(d, n, HALF)));
     await until('armed', () => d.list(), (rows) => names.every((n) => byGuest(rows, n)?.state === 'armed'));
-    for (const g of guests) process.kill(g.pid, 'SIGKILL');
-    const rows = await until('one running, two queued', () => d.list(), (rows) =>
-      rows.filter((r) => r.state === 'running').length === 1 && rows.filter((r) => r.state === 'queued').length === 2);
-    const queuedIds = rows.filter((r) => r.state === 'queued').map((r) => r.id);
-    await until('queued helpers frozen', async () => queuedIds.map((id) => d.cgroups.isFrozen(id)), (f) => f.every(Boolean));
+    // The teardown that gets the slot must not finish before the daemon dies, however fast or slow
+    // this machine is: every helper stopped, the queued ones let go once queued so they can freeze.
+    const helpers = (await d.list()).map((r) => r.helperPid!);
+    for (const h of helpers) process.kill(h, 'SIGSTOP');
+    try {
+      for (const g of guests) process.kill(g.pid, 'SIGKILL');
+      const rows = await until('one running, two queued', () => d.list(), (rows) =>
+        rows.filter((r) => r.state === 'running').length === 1 && rows.filter((r) => r.state === 'queued').length === 2);
+      const queued = rows.filter((r) => r.state === 'queued');
+      for (const r of queued) process.kill(r.helperPid!, 'SIGCONT');
+      const queuedIds = queued.map((r) => r.id);
+      await until('queued helpers frozen', async () => queuedIds.map((id) => d.cgroups.isFrozen(id)), (f) => f.every(Boolean));
 
-    await d.kill('SIGKILL');
-    assert.deepEqual(queuedIds.map((id) => d.cgroups.isFrozen(id)), [true, true], 'a dead daemon leaves them frozen: the worst case');
-    const restartedAt = Date.now();
-    await d.restart();
-    await until('nothing frozen without a queue slot', async () => {
-      const now = await d.list();
-      return d.cgroups.list().filter((id) => d.cgroups.isFrozen(id) && now.find((r) => r.id === id)?.state !== 'queued');
-    }, (frozenWithoutSlot) => frozenWithoutSlot.length === 0, 5000 * SLOWDOWN);
-    t.diagnostic(`restart to consistent: ${Date.now() - restartedAt} ms`);
-    await d.ask({ op: 'limits', cpuPercent: null });
-    await until('all done', () => d.list(), allDone(names), 60_000);
+      await d.kill('SIGKILL');
+      assert.deepEqual(queuedIds.map((id) => d.cgroups.isFrozen(id)), [true, true], 'a dead daemon leaves them frozen: the worst case');
+      const restartedAt = Date.now();
+      await d.restart();
+      await until('nothing frozen without a queue slot', async () => {
+        const now = await d.list();
+        const frozen = d.cgroups.list().filter((id) => d.cgroups.exists(id) && d.cgroups.isFrozen(id));
+        return frozen.filter((id) => now.find((r) => r.id === id)?.state !== 'queued');
+      }, (frozenWithoutSlot) => frozenWithoutSlot.length === 0, 5000 * SLOWDOWN);
+      t.diagnostic(`restart to consistent: ${Date.now() - restartedAt} ms`);
+    } finally {
+      for (const h of helpers) signalIfAlive(h, 'SIGCONT');
+    }
+    await until('all done', () => d.list(), allDone(names), 60_000 * SLOWDOWN);
     const journal = new Journal(d.stateDir).entries();
     for (const n of names) assert.equal(journal.filter((e) => e.guest === n).length, 1, `${n} journaled exactly once`);
   });
@@ -205,7 +215,7 @@ describe('pvteardown daemon', { concurrency: false }, () => {
       assert.match(d.log(), /teardown frozen too long: thawed without a slot/);
       assert.equal(byGuest(await d.list(), rows.find((r) => r.state === 'running')!.guest)!.state, 'running', 'the slot was never free');
     } finally {
-      for (const h of helpers) process.kill(h, 'SIGCONT');
+      for (const h of helpers) signalIfAlive(h, 'SIGCONT');
     }
     await until('both done', () => d.list(), allDone(['f1', 'f2']));
   });

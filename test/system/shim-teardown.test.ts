@@ -14,7 +14,7 @@ describe('shim teardown on a fake guest', { concurrency: false }, () => {
   const root = process.getuid?.() === 0;
   if (root) cg = testCgroups({ after });
 
-  it(`a ${GUEST_MIB} MiB guest exits >= 10x sooner after SIGKILL under pvteardown exec, and its memory comes back`, async (t) => {
+  it(`a ${GUEST_MIB} MiB guest exits >= 10x sooner after SIGKILL under pvteardown exec (median of 3), and its memory comes back`, async (t) => {
     if (!requireRoot(t) || !root) return;
     cg.create('plain');
     cg.create('shimmed');
@@ -23,21 +23,28 @@ describe('shim teardown on a fake guest', { concurrency: false }, () => {
     const plainTiming = await killAndTime(plain.pid);
 
     // Through the CLI, as an operator would run it (no daemon here: the helper works on its own).
+    // The median of three: a shimmed exit takes a few ms, so one preempted vCPU (under TCG) or a
+    // busy core can make a single one look slow; the plain exit only gets slower under load.
     const exec = [process.execPath, CLI, '--socket', '/nonexistent/pvteardown.sock', 'exec', '--'];
-    const shimmed = await startFakeGuest({ mib: GUEST_MIB, via: exec, cgroup: { backend: cg, id: 'shimmed' } });
-    const helper = await helperOf(shimmed.pid);
-    assert.ok(cg.memoryUsageBytes('shimmed') >= GUEST_MIB * MiB * 0.95, 'the shimmed guest owns its memory');
-    const timing = await killAndTime(shimmed.pid, helper);
+    const timings = [];
+    for (let i = 0; i < 3; i++) {
+      const shimmed = await startFakeGuest({ mib: GUEST_MIB, via: exec, cgroup: { backend: cg, id: 'shimmed' } });
+      const helper = await helperOf(shimmed.pid);
+      assert.ok(cg.memoryUsageBytes('shimmed') >= GUEST_MIB * MiB * 0.95, 'the shimmed guest owns its memory');
+      const timing = await killAndTime(shimmed.pid, helper);
+      assert.ok(timing.killToHelperExitMs! >= timing.killToExitMs, 'the helper ends after the guest');
+      assert.ok(cg.memoryUsageBytes('shimmed') < 16 * MiB, `memory still charged after the helper exited: ${cg.memoryUsageBytes('shimmed')} bytes`);
+      timings.push(timing);
+    }
+    const timing = timings.sort((a, b) => a.killToExitMs - b.killToExitMs)[1]!;
 
-    t.diagnostic(`kill->exit plain ${plainTiming.killToExitMs.toFixed(1)} ms, shim ${timing.killToExitMs.toFixed(2)} ms, helper done ${timing.killToHelperExitMs!.toFixed(1)} ms`);
+    t.diagnostic(`kill->exit plain ${plainTiming.killToExitMs.toFixed(1)} ms, shim ${timings.map((x) => x.killToExitMs.toFixed(2)).join('/')} ms (median), helper done ${timing.killToHelperExitMs!.toFixed(1)} ms`);
     assert.ok(
       timing.killToExitMs * 10 <= plainTiming.killToExitMs,
-      `shim exit ${timing.killToExitMs} ms is not 10x shorter than plain ${plainTiming.killToExitMs} ms`,
+      `shim exit (median of 3) ${timing.killToExitMs} ms is not 10x shorter than plain ${plainTiming.killToExitMs} ms`,
     );
     // Pages stay charged to the guest's memory cgroup until freed: usage is what is still pending.
-    assert.ok(cg.memoryUsageBytes('shimmed') < 16 * MiB, `memory still charged after the helper exited: ${cg.memoryUsageBytes('shimmed')} bytes`);
     assert.ok(cg.memoryUsageBytes('plain') < 16 * MiB, 'the plain guest freed its memory too');
-    assert.ok(timing.killToHelperExitMs! >= timing.killToExitMs, 'the helper ends after the guest');
   });
 
   it('the teardown CPU lands on the helper: its cgroup is charged at least half the plain teardown CPU', async (t) => {
