@@ -40,7 +40,7 @@ export function arm(ctx: DaemonContext, req: ArmRequest): Promise<Teardown> {
 
 async function armOnce(ctx: DaemonContext, req: ArmRequest): Promise<Teardown> {
   const pidStart = ctx.sys.processStartTime(req.pid);
-  if (pidStart === null) throw new ArmError(`no process with pid ${req.pid}`);
+  if (pidStart === null) throw new ArmError(`no live process with pid ${req.pid} (gone, or exited and not yet reaped)`);
   const existing = ctx.registry.live(req.pid, pidStart);
   if (existing) return existing;
   if (req.strategy === 'mrelease') {

@@ -2,6 +2,7 @@
 // thaws what a dead daemon left frozen, finishes what finished meanwhile, re-queues what is
 // pending, and adopts helpers that no daemon armed (a program started with `exec` while no
 // daemon ran). Nothing is lost and nothing is journaled twice.
+import { CgroupFsError } from '../cgroup/files.js';
 import { heldBytes } from './pending-memory.js';
 import { createTeardown, watchGuest } from './arm.js';
 import type { DaemonContext } from './context.js';
@@ -41,13 +42,11 @@ export async function recover(ctx: DaemonContext, files: StateFiles, opts: { ado
     ctx.registry.add(t);
     const sameProcess = (pid: number | null, start: number | null) =>
       pid !== null && start !== null && ctx.sys.processStartTime(pid) === start;
-    if (!sameProcess(record.helperPid, record.helperStart) || ctx.journal.has(id)) {
+    if (!sameProcess(record.helperPid, record.helperStart) || ctx.journal.has(id) || !moveBack(ctx, id, record.helperPid!)) {
       await finish(ctx, t, { unwatched: true });
       summary.finishedMeanwhile++;
       continue;
     }
-    ctx.cgroups.create(id);
-    ctx.cgroups.addProcess(id, record.helperPid!);
     t.memoryLeftBytes = heldBytes(ctx, t);
     if (record.state === 'armed' && sameProcess(record.pid, record.pidStart)) {
       watchGuest(ctx, t);
@@ -98,6 +97,20 @@ async function adopt(ctx: DaemonContext, helper: NamedHelper): Promise<boolean> 
     queueTeardown(ctx, t);
   }
   return true;
+}
+
+/** Into its group again (a crash can come between creating the group and moving the helper).
+ * False when the helper has exited after all: a zombie still shows its start time, but the kernel
+ * refuses to move it, and one thawed above may just have finished. */
+function moveBack(ctx: DaemonContext, id: string, helperPid: number): boolean {
+  ctx.cgroups.create(id);
+  try {
+    ctx.cgroups.addProcess(id, helperPid);
+    return true;
+  } catch (err) {
+    if (err instanceof CgroupFsError && err.code === 'ESRCH') return false;
+    throw err;
+  }
 }
 
 function removeIfEmpty(ctx: DaemonContext, id: string): void {

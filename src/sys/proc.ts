@@ -54,9 +54,13 @@ function readProc(pid: number, file: string): string | null {
   }
 }
 
+/** The start time that tells this process from a later one with its PID; null once it has exited,
+ * a zombie included: its memory is gone and no cgroup takes it any more. */
 export function processStartTime(pid: number): number | null {
   const text = readProc(pid, 'stat');
-  return text === null ? null : parseStat(text).startTime;
+  if (text === null) return null;
+  const stat = parseStat(text);
+  return stat.state === 'Z' || stat.state === 'X' ? null : stat.startTime;
 }
 
 export function rssBytes(pid: number): number {

@@ -1,6 +1,7 @@
 // Shared pieces of the system tests: real processes, real cgroups, the native helper's clocks.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { after, type TestContext } from 'node:test';
 import { openCgroups, type CgroupBackend } from '../../src/cgroup/index.js';
@@ -167,6 +168,20 @@ export async function killAndTime(pid: number, helper?: number): Promise<KillTim
 export async function waitExit(pid: number, timeoutMs = 30000): Promise<void> {
   const r = await runHelper(['wait', '--pid', String(pid), '--timeout-ms', String(timeoutMs)]);
   if (r.code !== 0 && !r.stderr.includes('ESRCH')) throw new Error(`pid ${pid}: ${r.stderr.trim()}`);
+}
+
+/** A zombie: a child that its parent (an exec'd sleep) never waits for. `parent` kills the parent,
+ * and with it the zombie. */
+export async function spawnZombie(): Promise<{ pid: number; parent: ChildProcess }> {
+  const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 1000'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const pid = Number((await createInterface({ input: parent.stdout! })[Symbol.asyncIterator]().next()).value);
+  for (let i = 0; i < 500; i++) {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (stat.slice(stat.lastIndexOf(')') + 1).startsWith(' Z ')) return { pid, parent };
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  parent.kill('SIGKILL');
+  throw new Error(`pid ${pid} did not become a zombie within 5 s`);
 }
 
 /** Sends `signal` unless `pid` is already gone: a helper that was let go may have finished. */

@@ -2,15 +2,19 @@
 // adoption of helpers started while no daemon ran, admission, and a robust socket.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import type { AdmitResult, StatusView, TeardownView } from '../../src/daemon/api.js';
 import { Journal } from '../../src/daemon/journal.js';
+import { StateFiles } from '../../src/daemon/state-files.js';
+import { teardownId } from '../../src/daemon/teardown.js';
 import { availableBytes } from '../../src/daemon/memory.js';
 import { nativePath } from '../../src/paths.js';
+import { parseStat } from '../../src/sys/proc.js';
 import { CLI, SLOWDOWN, startTestDaemon, until, type TestDaemon } from '../support/daemon.js';
-import { GUEST_MIB, helperJson, killAndTime, requireRoot, signalIfAlive, startFakeGuest, testCgroups } from '../support/system.js';
+import { GUEST_MIB, helperJson, killAndTime, requireRoot, signalIfAlive, spawnZombie, startFakeGuest, testCgroups } from '../support/system.js';
 
 const MiB = 2 ** 20;
 // Sizes scale with the guest size of the run (2 GiB here; smaller under emulation, s390x).
@@ -140,6 +144,30 @@ describe('pvteardown daemon', { concurrency: false }, () => {
     await until('all done', () => d.list(), allDone(names), 60_000 * SLOWDOWN);
     const journal = new Journal(d.stateDir).entries();
     for (const n of names) assert.equal(journal.filter((e) => e.guest === n).length, 1, `${n} journaled exactly once`);
+  });
+
+  it('a helper that exited while no daemon ran but is not yet reaped (a zombie): finished meanwhile, journaled once, the daemon starts', async (t) => {
+    if (!requireRoot(t) || !root) return;
+    const d = await daemon([]);
+    await d.kill('SIGKILL');
+    const { pid: zombie, parent } = await spawnZombie();
+    after(() => {
+      parent.kill('SIGKILL');
+    });
+    const helperStart = parseStat(readFileSync(`/proc/${zombie}/stat`, 'utf8')).startTime;
+    const guestPid = parent.pid!;
+    const id = teardownId(guestPid, 1);
+    new StateFiles(d.stateDir).write({
+      id, guest: 'zombie-helper', pid: guestPid, pidStart: 1, helperPid: zombie, helperStart, strategy: 'shim', state: 'queued',
+      armedAt: new Date().toISOString(), exitedAt: new Date().toISOString(), finishedAt: null, cpuUsec: 0, bytes: 0,
+    });
+
+    await d.restart();
+    assert.equal(byGuest(await d.list(), 'zombie-helper')?.state, 'done');
+    const entries = new Journal(d.stateDir).entries().filter((e) => e.guest === 'zombie-helper');
+    assert.equal(entries.length, 1, 'journaled once');
+    assert.equal(entries[0]!.finishedUnwatched, true);
+    assert.equal(d.cgroups.exists(id), false, 'its group is gone');
   });
 
   it('with no daemon, exec still exits at once; a daemon started later adopts the helper and records the teardown', async (t) => {
@@ -297,6 +325,6 @@ describe('pvteardown daemon', { concurrency: false }, () => {
     const status = await d.ask<StatusView>({ op: 'status' });
     assert.equal(status.daemon.pid, d.process.pid);
     const armNobody = await exchange('{"op":"arm","pid":999999999}\n');
-    assert.match(JSON.parse(armNobody).error, /no process with pid 999999999/);
+    assert.match(JSON.parse(armNobody).error, /no live process with pid 999999999/);
   });
 });

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { parseStat, parseStatusBytes, processStartTime, rssBytes } from '../../src/sys/index.js';
+import { spawnZombie } from '../support/system.js';
 
 // Real lines from this machine (a process, a kernel thread), the name swapped in where tested.
 const CAT = '13702 (cat) R 13699 13699 32129 0 -1 4194304 100 0 0 0 0 0 0 0 20 0 1 0 175590 3133440 380 18446744073709551615 94669373526016 94669373545897 140720957560208 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 94669373561904 94669373563520 94670312591360 140720957565469 140720957565489 140720957565489 140720957566955 0\n';
@@ -63,6 +64,16 @@ describe('/proc readers', () => {
     assert.ok(mine !== null && mine > 0);
     assert.equal(processStartTime(process.pid), mine);
     assert.equal(processStartTime(gone), null);
+  });
+
+  it('processStartTime: a zombie has none: it has exited, its memory is gone', async () => {
+    const { pid, parent } = await spawnZombie();
+    try {
+      assert.equal(processStartTime(pid), null);
+      assert.ok(processStartTime(parent.pid!)! > 0, 'its parent is alive');
+    } finally {
+      parent.kill('SIGKILL');
+    }
   });
 
   it('rssBytes: this process holds memory; a gone PID holds 0; a kernel thread 0', () => {
