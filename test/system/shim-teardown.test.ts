@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { CgroupBackend } from '../../src/cgroup/index.js';
 import { CLI } from '../support/daemon.js';
-import { GUEST_MIB, helperOf, killAndTime, requireRoot, startFakeGuest, testCgroups } from '../support/system.js';
+import { GUEST_MIB, helperOf, killAndTime, requireRoot, startFakeGuest, testCgroups, type KillTiming } from '../support/system.js';
 
 const MiB = 1024 * 1024;
 
@@ -24,10 +24,12 @@ describe('shim teardown on a fake guest', { concurrency: false }, () => {
 
     // Through the CLI, as an operator would run it (no daemon here: the helper works on its own).
     // The median of three: a shimmed exit takes a few ms, so one preempted vCPU (under TCG) or a
-    // busy core can make a single one look slow; the plain exit only gets slower under load.
+    // busy core can make a single one look slow. When the first two pass, so does the median
+    // whatever the third, so it only runs when needed (guests are slow to fill under emulation).
     const exec = [process.execPath, CLI, '--socket', '/nonexistent/pvteardown.sock', 'exec', '--'];
-    const timings = [];
-    for (let i = 0; i < 3; i++) {
+    const fastEnough = (x: { killToExitMs: number }) => x.killToExitMs * 10 <= plainTiming.killToExitMs;
+    const timings: KillTiming[] = [];
+    while (timings.length < 2 || (timings.length === 2 && !timings.every(fastEnough))) {
       const shimmed = await startFakeGuest({ mib: GUEST_MIB, via: exec, cgroup: { backend: cg, id: 'shimmed' } });
       const helper = await helperOf(shimmed.pid);
       assert.ok(cg.memoryUsageBytes('shimmed') >= GUEST_MIB * MiB * 0.95, 'the shimmed guest owns its memory');
@@ -36,11 +38,11 @@ describe('shim teardown on a fake guest', { concurrency: false }, () => {
       assert.ok(cg.memoryUsageBytes('shimmed') < 16 * MiB, `memory still charged after the helper exited: ${cg.memoryUsageBytes('shimmed')} bytes`);
       timings.push(timing);
     }
-    const timing = timings.sort((a, b) => a.killToExitMs - b.killToExitMs)[1]!;
+    const timing = [...timings].sort((a, b) => a.killToExitMs - b.killToExitMs)[1]!;
 
-    t.diagnostic(`kill->exit plain ${plainTiming.killToExitMs.toFixed(1)} ms, shim ${timings.map((x) => x.killToExitMs.toFixed(2)).join('/')} ms (median), helper done ${timing.killToHelperExitMs!.toFixed(1)} ms`);
+    t.diagnostic(`kill->exit plain ${plainTiming.killToExitMs.toFixed(1)} ms, shim ${timings.map((x) => x.killToExitMs.toFixed(2)).join('/')} ms, helper done ${timing.killToHelperExitMs!.toFixed(1)} ms`);
     assert.ok(
-      timing.killToExitMs * 10 <= plainTiming.killToExitMs,
+      fastEnough(timing),
       `shim exit (median of 3) ${timing.killToExitMs} ms is not 10x shorter than plain ${plainTiming.killToExitMs} ms`,
     );
     // Pages stay charged to the guest's memory cgroup until freed: usage is what is still pending.
