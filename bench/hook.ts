@@ -4,7 +4,9 @@
 //
 //   node dist/bench/hook.js [--runs N]
 //
-// `started` arms a new guest each round (a fake guest with the shim), `stopped` reports its exit.
+// `started` arms a new guest each round (a fake guest with the shim), `stopped` reports its exit
+// in the background (libvirt waits only for the launcher), `release` with PVTEARDOWN_HOOK_WAIT=1
+// shows what that report costs when waited for.
 // Absolute times move with the machine's load; compare each row with the node baseline of the
 // same run (cases run round-robin), and the CPU column, which load does not stretch.
 import { spawn, spawnSync } from 'node:child_process';
@@ -156,7 +158,9 @@ async function main(): Promise<void> {
       { name: 'daemon: started begin (arm a new shim guest)', argv: (i) => hook(name(i), 'started', 'begin'), env },
       // The same arm again without the launcher: what /bin/sh adds.
       { name: 'daemon: reconnect begin, node main.js directly', argv: (i) => [process.execPath, HOOK_MAIN, name(i), 'reconnect', 'begin', '-'], env },
-      { name: 'daemon: stopped end (exited)', argv: (i) => hook(name(i), 'stopped', 'end'), env, before: (i) => guests.get(i)?.kill() },
+      // What `virsh destroy` waits for (the report goes on in the background), and the report itself.
+      { name: 'daemon: stopped end (exited, as libvirt waits)', argv: (i) => hook(name(i), 'stopped', 'end'), env, before: (i) => guests.get(i)?.kill() },
+      { name: 'daemon: release end, PVTEARDOWN_HOOK_WAIT=1', argv: (i) => hook(name(i), 'release', 'end'), env: { ...env, PVTEARDOWN_HOOK_WAIT: '1' } },
       { name: 'daemon: migrate begin (ignored)', argv: (i) => hook(name(i), 'migrate', 'begin'), env },
     );
   }

@@ -14,6 +14,7 @@ export interface HookCall {
 /** Every op libvirt's qemu driver calls the hook with; the ones not acted upon are left alone. */
 const KNOWN_OPS = new Set(['prepare', 'start', 'started', 'stopped', 'release', 'migrate', 'restore', 'reconnect', 'attach']);
 
+// hooks/qemu answers the ops with no entry here itself, without node (test/unit/hook-args.test.ts).
 const ACTIONS: Record<string, HookAction> = {
   'prepare begin': 'admit',
   'started begin': 'arm',

@@ -14,6 +14,8 @@ import { startTestDaemon, until, type TestDaemon } from '../support/daemon.js';
 import { helperOf, isAlive, requireRoot, startFakeGuest } from '../support/system.js';
 
 const HOOK = path.join(packageRoot, 'hooks', 'qemu');
+/** stopped and release report in the background unless told to wait (their line is then on stderr). */
+const FOREGROUND = { PVTEARDOWN_HOOK_WAIT: '1' };
 
 interface HookRun {
   code: number | null;
@@ -75,15 +77,31 @@ describe('qemu hook without a daemon', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
   const xml = domainXml('g', "unit='MiB'>64");
 
-  it('prepare, started and stopped each exit 0 with one line naming the missing daemon (fail-open)', async (t) => {
+  it('prepare, started and (in the foreground) stopped each exit 0 with one line naming the missing daemon (fail-open)', async (t) => {
     // A guest with a helper: the hook gets as far as asking the daemon.
     const guest = await startFakeGuest({ mib: 8, shim: true });
     t.after(() => guest.process.kill('SIGKILL'));
     writeFileSync(path.join(dir, 'g.pid'), `${guest.pid}\n`);
     for (const args of [['g', 'prepare', 'begin', '-'], ['g', 'started', 'begin', '-'], ['g', 'stopped', 'end', '-'], ['g', 'release', 'end', '-']]) {
-      const run = await runHookProgram(args, xml, env);
+      const run = await runHookProgram(args, xml, { ...env, ...FOREGROUND });
       assert.equal(run.code, 0, args.join(' '));
       oneLine(run, new RegExp(`guest g[: ].*no pvteardown daemon at ${env.PVTEARDOWN_SOCKET} \\(ENOENT\\)`));
+    }
+  });
+
+  it('stopped and release report in the background: exit 0 at once, nothing on libvirt\'s pipes, even with a daemon that never answers', async () => {
+    const sock = path.join(dir, 'mute-bg.sock');
+    const server: Server = createServer(() => undefined);
+    await new Promise<void>((r) => server.listen(sock, r));
+    try {
+      for (const op of ['stopped', 'release']) {
+        // runHookProgram resolves on 'close': every end of stdout and stderr closed, as libvirt waits.
+        const run = await runHookProgram(['g', op, 'end', '-'], xml, { ...env, PVTEARDOWN_SOCKET: sock });
+        silent(run);
+        assert.ok(run.ms < 2000, `${op} held libvirt for ${run.ms} ms: it waited for the mute daemon (3 s)`);
+      }
+    } finally {
+      server.close();
     }
   });
 
@@ -139,7 +157,7 @@ describe('qemu hook without a daemon', () => {
       assert.equal(run.code, 0);
       oneLine(run, /did not answer op status within 2000 ms/);
       assert.ok(run.ms < 6000, `took ${run.ms} ms`);
-      const stopped = await runHookProgram(['g', 'stopped', 'end', '-'], xml, { ...env, PVTEARDOWN_SOCKET: sock });
+      const stopped = await runHookProgram(['g', 'stopped', 'end', '-'], xml, { ...env, ...FOREGROUND, PVTEARDOWN_SOCKET: sock });
       oneLine(stopped, /did not answer op exited within 3000 ms/);
     } finally {
       server.close();
@@ -203,11 +221,10 @@ describe('qemu hook with a daemon', { concurrency: false }, () => {
     silent(await runHookProgram(['hg1', 'reconnect', 'begin', '-'], xml, env()));
     assert.equal((await d.list()).filter((x) => x.guest === 'hg1').length, 1);
 
-    // The guest still runs: only the hook can have told the daemon it exited.
+    // The guest still runs: only the hook can have told the daemon it exited (in the background).
     silent(await runHookProgram(['hg1', 'stopped', 'end', '-'], xml, env()));
-    const after1 = (await d.list()).find((x) => x.guest === 'hg1')!;
+    const after1 = (await until('the exit reported', () => d.list(), (rows) => rows.find((x) => x.guest === 'hg1')?.exitedAt != null)).find((x) => x.guest === 'hg1')!;
     assert.ok(isAlive(guest.pid));
-    assert.notEqual(after1.exitedAt, null);
     assert.notEqual(after1.state, 'armed');
     silent(await runHookProgram(['hg1', 'release', 'end', '-'], xml, env()));
 
