@@ -1,6 +1,6 @@
 #!/bin/bash
 # Builds what changes from run to run and packs it as an uncompressed cpio:
-#   /init, /opt/pvteardown/{package.json,dist,node_modules,native/build/s390x}, /opt/pvtd-s390x/smoke
+#   /init, /opt/pvteardown/{package.json,dist,hooks,node_modules,native/build/s390x}, /opt/pvtd-s390x/smoke
 # Env: PVTD_S390X_NATIVE_BUILD=DIR  use s390x native binaries from DIR instead of building native/
 #      PVTD_S390X_SKIP_TSC=1       use dist/ as it is
 set -euo pipefail
@@ -32,7 +32,7 @@ s390x-linux-gnu-gcc -O2 -Wall -Wextra -Werror -o "$stage/opt/pvtd-s390x/smoke" "
 install -m 755 "$PVTD_S390X_DIR/init" "$stage/init"
 app=$stage/opt/pvteardown
 cp package.json "$app/"
-cp -r dist "$app/"
+cp -r dist hooks "$app/"
 [ -n "$native" ] && cp -r "$native"/. "$app/native/build/s390x/"
 # Production packages only, and no prebuilt native addons: ffi-rs has no s390x binary and the
 # guest runs with PVTEARDOWN_SYS=helper.
