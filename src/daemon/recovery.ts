@@ -100,8 +100,8 @@ async function adopt(ctx: DaemonContext, helper: NamedHelper): Promise<boolean> 
 }
 
 /** Into its group again (a crash can come between creating the group and moving the helper).
- * False when the helper has exited after all: a zombie still shows its start time, but the kernel
- * refuses to move it, and one thawed above may just have finished. */
+ * False when the helper has gone since it was checked: one thawed above may just have finished
+ * and been reaped. */
 function moveBack(ctx: DaemonContext, id: string, helperPid: number): boolean {
   ctx.cgroups.create(id);
   try {

@@ -14,7 +14,8 @@ export interface HookCall {
 /** Every op libvirt's qemu driver calls the hook with; the ones not acted upon are left alone. */
 const KNOWN_OPS = new Set(['prepare', 'start', 'started', 'stopped', 'release', 'migrate', 'restore', 'reconnect', 'attach']);
 
-// hooks/qemu answers the ops with no entry here itself, without node (test/unit/hook-args.test.ts).
+// hooks/qemu answers the ops none of whose subops has an entry here itself, without node
+// (test/unit/hook-args.test.ts keeps the two in step).
 const ACTIONS: Record<string, HookAction> = {
   'prepare begin': 'admit',
   'started begin': 'arm',

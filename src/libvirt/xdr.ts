@@ -106,30 +106,25 @@ export class XdrReader {
   }
 
   int(): number {
-    this.need(4, 'int');
-    const v = this.buf.readInt32BE(this.pos);
-    this.pos += 4;
-    return v;
+    return this.fixed(4, 'int', (at) => this.buf.readInt32BE(at));
   }
 
   uint(): number {
-    this.need(4, 'unsigned int');
-    const v = this.buf.readUInt32BE(this.pos);
-    this.pos += 4;
-    return v;
+    return this.fixed(4, 'unsigned int', (at) => this.buf.readUInt32BE(at));
   }
 
   hyper(): bigint {
-    this.need(8, 'hyper');
-    const v = this.buf.readBigInt64BE(this.pos);
-    this.pos += 8;
-    return v;
+    return this.fixed(8, 'hyper', (at) => this.buf.readBigInt64BE(at));
   }
 
   uhyper(): bigint {
-    this.need(8, 'unsigned hyper');
-    const v = this.buf.readBigUInt64BE(this.pos);
-    this.pos += 8;
+    return this.fixed(8, 'unsigned hyper', (at) => this.buf.readBigUInt64BE(at));
+  }
+
+  private fixed<T>(size: number, what: string, read: (at: number) => T): T {
+    this.need(size, what);
+    const v = read(this.pos);
+    this.pos += size;
     return v;
   }
 

@@ -7,7 +7,7 @@ import { after, type TestContext } from 'node:test';
 import { openCgroups, type CgroupBackend } from '../../src/cgroup/index.js';
 import { shimEnvironment } from '../../src/exec/shim-env.js';
 import { nativePath } from '../../src/paths.js';
-import { ffiUnavailable, type SysKind } from '../../src/sys/index.js';
+import { ffiUnavailable, parseStat, type SysKind } from '../../src/sys/index.js';
 
 /** Guest size for the system tests: 2 GiB here, smaller under s390x TCG (page faults cost ~85 us). */
 export const GUEST_MIB = Number(process.env.PVTEARDOWN_TEST_MIB ?? 2048);
@@ -176,8 +176,7 @@ export async function spawnZombie(): Promise<{ pid: number; parent: ChildProcess
   const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 1000'], { stdio: ['ignore', 'pipe', 'ignore'] });
   const pid = Number((await createInterface({ input: parent.stdout! })[Symbol.asyncIterator]().next()).value);
   for (let i = 0; i < 500; i++) {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    if (stat.slice(stat.lastIndexOf(')') + 1).startsWith(' Z ')) return { pid, parent };
+    if (parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).state === 'Z') return { pid, parent };
     await new Promise((r) => setTimeout(r, 10));
   }
   parent.kill('SIGKILL');
