@@ -2,19 +2,20 @@
 # Builds (or reuses) the x86_64 test kernel carrying process_mmput_async and
 # prints the path of its bzImage on stdout; progress goes to stderr.
 #
-# Source: Debian's linux-source-6.1 package. Cache: one directory per hash
-# of patch + config fragment + this script + source package version +
-# compiler version, under $PVTD_KERNEL_CACHE (default
-# /var/cache/pvteardown/kernel), outside the clone so fresh clones reuse it.
+# Source: the linux-source-6.1 .deb that kernel-source.lock names (verified
+# against its sha256; replaced from Debian's indexes, with one line saying
+# so, when the registry no longer serves it). Cache: one directory per hash
+# of patch + config fragment + this script + source .deb + compiler
+# version, under $PVTD_KERNEL_CACHE (default /var/cache/pvteardown/kernel),
+# outside the clone so fresh clones reuse it.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${PVTD_KERNEL_CACHE:-/var/cache/pvteardown/kernel}
 jobs=${PVTD_KERNEL_JOBS:-2}
-tarball=/usr/src/linux-source-6.1.tar.xz
 patch_file=$here/process_mmput_async.patch
 config=$here/kernel.config
-need_pkgs="linux-source-6.1 bc flex bison libelf-dev libssl-dev make gcc cpio xz-utils"
+need_pkgs="bc flex bison libelf-dev libssl-dev make gcc cpio xz-utils"
 
 log() { echo "build-kernel: $*" >&2; }
 
@@ -29,8 +30,11 @@ if ((${#missing[@]})); then
 		{ log "cannot install ${missing[*]} (needs root and Debian bookworm's apt sources)"; exit 1; }
 fi
 
-src_version=$(dpkg-query -W -f='${Version}' linux-source-6.1)
-key=$( { cat "$patch_file" "$config" "$0"; echo "$src_version"; gcc --version | head -1; } | sha256sum | cut -c1-16)
+. "$here/../scripts/locked-debs.sh"
+src=$(locked_fetch "$here/kernel-source.lock" "$cache/debs") ||
+	{ log "the kernel source could not be fetched (see above)"; exit 1; }
+read -r _ _ src_version src_deb src_sha <<<"$src"
+key=$( { cat "$patch_file" "$config" "$0"; echo "$src_version $src_sha"; gcc --version | head -1; } | sha256sum | cut -c1-16)
 out=$cache/$key
 if [[ -f $out/bzImage ]]; then
 	log "cached: $out/bzImage"
@@ -51,7 +55,7 @@ rm -rf "$work"
 mkdir -p "$work"
 start=$(date +%s)
 log "cold build $key (linux-source-6.1 $src_version, make -j$jobs, nice); log: $work/build.log"
-tar -C "$work" -xf "$tarball"
+dpkg-deb --fsys-tarfile "$cache/debs/$src_deb" | tar -xO ./usr/src/linux-source-6.1.tar.xz | tar -C "$work" -xJ
 tree=$work/linux-source-6.1
 patch -d "$tree" -p1 --fuzz=0 -s <"$patch_file"
 (cd "$tree" && KCONFIG_ALLCONFIG="$config" make -s ARCH=x86_64 allnoconfig >&2)

@@ -2,8 +2,8 @@
 # Prints "BINARY DATADIR MODULEDIR" of the qemu-system-s390x to use (only BINARY for the host's own).
 # QEMU 7.2 (Debian 12) runs the guest's Node 20 into SIGILL/SIGSEGV within minutes: V8 trips its
 # own heap checks, with -smp 1, -smp 2 and thread=single alike; 10.0 does not. An older host QEMU
-# is left alone: 10.0 from <codename>-backports is unpacked into the cache (separate apt state,
-# the host's dpkg database untouched) and runs on the libraries qemu-system-misc brought in.
+# is left alone: the files qemu.lock names (bookworm-backports) are unpacked into the cache (the
+# host's dpkg database untouched) and run on the libraries qemu-system-misc brought in.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -17,33 +17,17 @@ fi
 qdir=$PVTD_S390X_CACHE/qemu
 bin=$qdir/root/usr/bin/qemu-system-s390x
 data=$qdir/root/usr/share/qemu
-if [ ! -x "$bin" ]; then
-  . /etc/os-release
-  suite=${PVTD_S390X_QEMU_SUITE:-${VERSION_CODENAME:?no VERSION_CODENAME in /etc/os-release}-backports}
-  arch=$(dpkg --print-architecture)
-  say "host QEMU ${host_major:-?}.x is too old for Node under TCG; fetching qemu-system-s390x from $suite"
-  apt_dir=$qdir/apt
-  mkdir -p "$apt_dir"/{lists/partial,cache/archives/partial,etc/sources.list.d,etc/preferences.d} "$qdir/debs"
-  : >"$apt_dir/status"
-  echo "deb [arch=$arch signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $PVTD_S390X_MIRROR $suite main" \
-    >"$apt_dir/etc/sources.list"
-  opts=(
-    -o APT::Architecture="$arch" -o APT::Architectures="$arch"
-    -o Dir::Etc::SourceList="$apt_dir/etc/sources.list"
-    -o Dir::Etc::SourceParts="$apt_dir/etc/sources.list.d"
-    -o Dir::Etc::Preferences="$apt_dir/etc/preferences"
-    -o Dir::Etc::PreferencesParts="$apt_dir/etc/preferences.d"
-    -o Dir::State="$apt_dir" -o Dir::State::Lists="$apt_dir/lists" -o Dir::State::status="$apt_dir/status"
-    -o Dir::Cache="$apt_dir/cache" -o Debug::NoLocking=1 -o APT::Sandbox::User=root
-  )
-  apt-get -qq "${opts[@]}" update >&2
-  ver=$(apt-cache "${opts[@]}" policy qemu-system-s390x | awk '/Candidate:/{print $2}')
-  case $ver in ''|'(none)') die "no qemu-system-s390x in $suite; install QEMU >= $min_major.0 on the host";; esac
-  (cd "$qdir/debs" && rm -f ./*.deb && apt-get -qq "${opts[@]}" download \
-    qemu-system-s390x="$ver" qemu-system-data="$ver" qemu-system-common="$ver" >&2)
+. "$PVTD_ROOT/scripts/locked-debs.sh"
+mapfile -t set < <(locked_fetch "$PVTD_S390X_DIR/qemu.lock" "$qdir/debs"; echo "rc $?")
+[ "${set[-1]}" = "rc 0" ] || die "QEMU >= $min_major.0 could not be fetched (see above); or install it on the host"
+unset 'set[-1]'
+key=$(printf '%s\n' "${set[@]}" | sha256sum | cut -c1-16)
+if [ ! -x "$bin" ] || [ "$(cat "$qdir/root.key" 2>/dev/null)" != "$key" ]; then
+  say "host QEMU ${host_major:-?}.x is too old for Node under TCG; unpacking $(awk '{print $2 "=" $3}' <<<"${set[0]}") from qemu.lock"
   tmp=$(mktemp -d "$qdir/root.XXXXXX")
-  for f in "$qdir"/debs/*.deb; do dpkg-deb -x "$f" "$tmp"; done
+  for line in "${set[@]}"; do read -r _ _ _ file _ <<<"$line"; dpkg-deb -x "$qdir/debs/$file" "$tmp"; done
   rm -rf "$qdir/root" && mv "$tmp" "$qdir/root"
+  echo "$key" >"$qdir/root.key"
 fi
 missing=$(ldd "$bin" | awk '/not found/{print $1}' | tr '\n' ' ')
 [ -z "$missing" ] || die "$bin needs libraries the host lacks: $missing(install them, or QEMU >= $min_major.0)"
