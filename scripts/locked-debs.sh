@@ -26,32 +26,51 @@ lock_mirror() { case $1 in *-security) echo "$PVTD_DEBIAN_SECURITY_MIRROR" ;; *)
 
 lock_suites() { case $1 in *-*) echo "$1" ;; *) echo "$1 $1-updates $1-security" ;; esac; }
 
-# lock_apt RELEASE ARCH APT-ARGS...: runs apt-get (or apt-cache with LOCK_APT_TOOL=apt-cache) on
-# an index state of its own for that release and architecture, refreshed when older than a day.
-lock_apt() {
-  local release=$1 arch=$2; shift 2
+# lock_apt_opts RELEASE ARCH: sets lock_opts to the apt options of an index state of its own for
+# that release and architecture.
+lock_apt_opts() {
+  local release=$1 arch=$2
   # Architecture-independent packages are listed in every architecture's index.
   [ "$arch" != all ] || arch=$(dpkg --print-architecture)
-  local dir=$PVTD_LOCK_APT/$release-$arch suite
-  local opts=(
+  lock_dir=$PVTD_LOCK_APT/$release-$arch
+  lock_opts=(
     -o APT::Architecture="$arch" -o APT::Architectures="$arch"
-    -o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts="$dir/sources.list.d"
-    -o Dir::Etc::Preferences="$dir/preferences" -o Dir::Etc::PreferencesParts="$dir/preferences.d"
-    -o Dir::State="$dir" -o Dir::State::Lists="$dir/lists" -o Dir::State::status="$dir/status"
-    -o Dir::Cache="$dir/cache" -o Debug::NoLocking=1 -o APT::Sandbox::User=root
+    -o Dir::Etc::SourceList="$lock_dir/sources.list" -o Dir::Etc::SourceParts="$lock_dir/sources.list.d"
+    -o Dir::Etc::Preferences="$lock_dir/preferences" -o Dir::Etc::PreferencesParts="$lock_dir/preferences.d"
+    -o Dir::State="$lock_dir" -o Dir::State::Lists="$lock_dir/lists" -o Dir::State::status="$lock_dir/status"
+    -o Dir::Cache="$lock_dir/cache" -o Debug::NoLocking=1 -o APT::Sandbox::User=root
   )
-  if [ -z "$(find "$dir/lists" -maxdepth 1 -name '*_Packages*' -mtime -1 -print -quit 2>/dev/null)" ]; then
-    mkdir -p "$dir"/{lists/partial,cache/archives/partial,sources.list.d,preferences.d}
-    : >"$dir/status"
-    : >"$dir/sources.list"
-    for suite in $(lock_suites "$release"); do
-      echo "deb [arch=$arch signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(lock_mirror "$suite") $suite main" >>"$dir/sources.list"
-    done
-    lock_say "apt update: $release $arch (index state in $dir)"
-    # A suite may be absent for a release (no -updates yet): apt warns and goes on.
-    apt-get -qq "${opts[@]}" update >&2 || return 1
+  lock_arch=$arch
+}
+
+# lock_index RELEASE ARCH: that state's indexes, refreshed when older than a day.
+lock_index() {
+  local suite
+  lock_apt_opts "$1" "$2"
+  [ -z "$(find "$lock_dir/lists" -maxdepth 1 -name '*_Packages*' -mtime -1 -print -quit 2>/dev/null)" ] || return 0
+  mkdir -p "$lock_dir"/{lists/partial,cache/archives/partial,sources.list.d,preferences.d}
+  : >"$lock_dir/status"
+  : >"$lock_dir/sources.list"
+  for suite in $(lock_suites "$1"); do
+    echo "deb [arch=$lock_arch signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(lock_mirror "$suite") $suite main" >>"$lock_dir/sources.list"
+  done
+  lock_say "apt update: $1 $lock_arch (index state in $lock_dir)"
+  # The registry can serve an index that does not match its Release file ("mirror sync in
+  # progress"): apt keeps the others, and so do we, as long as one index was read.
+  if ! apt-get -qq "${lock_opts[@]}" update >"$lock_dir/update.log" 2>&1; then
+    if [ -z "$(find "$lock_dir/lists" -maxdepth 1 -name '*_Packages*' -print -quit)" ]; then
+      lock_say "error: no index of $1 ($lock_arch) could be read: $(grep -m1 '^E:' "$lock_dir/update.log")"
+      return 1
+    fi
+    lock_say "note: some indexes of $1 ($lock_arch) could not be read; using the others (details: $lock_dir/update.log)"
   fi
-  "${LOCK_APT_TOOL:-apt-get}" "${opts[@]}" "$@"
+}
+
+# lock_apt RELEASE ARCH APT-ARGS...: apt-get (apt-cache with LOCK_APT_TOOL=apt-cache) on that state.
+lock_apt() {
+  lock_index "$1" "$2" || return 1
+  shift 2
+  "${LOCK_APT_TOOL:-apt-get}" "${lock_opts[@]}" "$@"
 }
 
 lock_sha256() { sha256sum "$1" | cut -d' ' -f1; }
@@ -102,6 +121,7 @@ lock_metapackage_target() {
 lock_resolve() {
   local releases=$1 arch=$2 pkg=$3 via=$4 dest=$5 release name p v s f sha tried=
   for release in $releases; do
+    lock_index "$release" "$arch" || continue
     name=$pkg
     if [ -n "$via" ]; then name=$(lock_metapackage_target "$release" "$arch" "$via"); [ -n "$name" ] || continue; fi
     while read -r p v s f sha; do

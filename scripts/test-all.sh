@@ -19,6 +19,8 @@ stage "x86_64: unit, system and libvirt tests"
 run x86 node scripts/run-tests.js unit system libvirt
 stage "aarch64 cross-build"
 bash qemu-s390x/cross-aarch64.sh
+stage "locked downloads: verification and fallback against the real registry"
+run locks bash qemu-s390x/lock-test.sh
 stage "s390x under QEMU TCG"
 run s390x bash qemu-s390x/run.sh
 stage "process_mmput_async on a patched kernel in a VM (cold kernel build ~13 min, then cached)"
@@ -33,6 +35,6 @@ run mmput bash mmput-async/run.sh --mem 4096 --timeout 900 -- sh -c "export $vm_
 stage "all stages passed in $(( $(date +%s) - started ))s"
 
 count() { local n; n=$(sed -n "$2" "$logs/$1" | tail -1); echo "${n:-0}"; }
-passed=$(( $(count x86 's/^ℹ pass \([0-9]*\)$/\1/p') + $(count s390x 's/^s390x: \([0-9]*\) passed.*/\1/p') + $(count mmput 's/^mmput-async: \([0-9]*\) passed.*/\1/p') ))
-failed=$(( $(count x86 's/^ℹ fail \([0-9]*\)$/\1/p') + $(count s390x 's/^s390x: [0-9]* passed, \([0-9]*\) failed.*/\1/p') + $(count mmput 's/^mmput-async: [0-9]* passed, \([0-9]*\) failed.*/\1/p') ))
+passed=$(( $(count x86 's/^ℹ pass \([0-9]*\)$/\1/p') + $(count locks 's/^locks: \([0-9]*\) passed.*/\1/p') + $(count s390x 's/^s390x: \([0-9]*\) passed.*/\1/p') + $(count mmput 's/^mmput-async: \([0-9]*\) passed.*/\1/p') ))
+failed=$(( $(count x86 's/^ℹ fail \([0-9]*\)$/\1/p') + $(count locks 's/^locks: [0-9]* passed, \([0-9]*\) failed.*/\1/p') + $(count s390x 's/^s390x: [0-9]* passed, \([0-9]*\) failed.*/\1/p') + $(count mmput 's/^mmput-async: [0-9]* passed, \([0-9]*\) failed.*/\1/p') ))
 echo "all: $passed passed, $failed failed, $(count x86 's/^ℹ skipped \([0-9]*\)$/\1/p') skipped"
