@@ -32,8 +32,6 @@ export interface DaemonOptions {
   stateDir: string;
   limits: Limits;
   mmputAsyncNr: number | null;
-  /** Take over helpers that no daemon armed (one daemon per host: yes; a test daemon: no). */
-  adopt: boolean;
   metrics?: string;
   log?: Logger;
   /** Follow libvirt's lifecycle events (libvirt-watch.ts): the URI ('' = default), or null for off. */
@@ -82,7 +80,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   };
   const startedAt = new Date().toISOString();
 
-  const summary = await recover(ctx, files, { adopt: opts.adopt });
+  const summary = await recover(ctx, files);
   log.info({ ...summary, cgroup: cgroups.paths, sys: ctx.sys.kind }, 'recovered');
 
   const status = (): StatusView => ({

@@ -38,11 +38,11 @@ export async function findSharingHelper(
 }
 
 export interface NamedHelper extends FoundHelper {
-  /** The guest's pid, from the helper's name. */
-  guestPid: number;
+  /** The process's name, as it set it itself. */
+  name: string;
 }
 
-/** Every live process named like a helper (for adopting those a daemon never armed). */
+/** Every live process named like a helper: for the log and the tests, never to arm one. */
 export function scanNamedHelpers(): NamedHelper[] {
   const found: NamedHelper[] = [];
   for (const entry of readdirSync('/proc')) {
@@ -53,7 +53,7 @@ export function scanNamedHelpers(): NamedHelper[] {
       const state = stat[stat.lastIndexOf(')') + 2];
       const strategy = strategyOf(comm);
       if (!strategy || state === 'Z' || state === 'X') continue;
-      found.push({ pid: Number(entry), strategy, guestPid: Number(NAMES[strategy].exec(comm)![1]) });
+      found.push({ pid: Number(entry), strategy, name: comm });
     } catch {
       /* gone meanwhile */
     }

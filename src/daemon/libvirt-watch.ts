@@ -67,7 +67,7 @@ export function watchLibvirt(ctx: DaemonContext, opts: LibvirtWatchOptions = {})
     if (pid === null || stop.signal.aborted) return;
     const existing = ctx.registry.live(pid);
     if (existing) {
-      // Adopted at recovery by the helper's name only: now it gets its domain's name.
+      // Armed before libvirt named it (exec, attach --pid): now it gets its domain's name.
       if (existing.record.uuid !== d.uuid) {
         existing.record.guest = d.name;
         existing.record.uuid = d.uuid;

@@ -1,14 +1,19 @@
 // A daemon that starts (again) rebuilds its registry from the cgroup tree and the state files,
-// thaws what a dead daemon left frozen, finishes what finished meanwhile, re-queues what is
-// pending, and adopts helpers that no daemon armed (a program started with `exec` while no
-// daemon ran). Nothing is lost and nothing is journaled twice.
+// thaws what a dead daemon left frozen, finishes what finished meanwhile and re-queues what is
+// pending. Nothing is lost and nothing is journaled twice.
+//
+// Only our own state files (helper pid and start time) bring a process back under management. A
+// process merely named like a helper is anyone's: `prctl(PR_SET_NAME)` or /proc/self/comm is open
+// to every user, and taking such a process into pvteardown's cgroups would lift its memory, CPU
+// and pids limits. It is left where it is and named once in the log; libvirt's guests come back
+// through the libvirt watcher, which checks kcmp against the QEMU pid libvirt recorded.
 import { CgroupFsError } from '../cgroup/files.js';
 import { heldBytes } from './pending-memory.js';
-import { createTeardown, watchGuest } from './arm.js';
+import { watchGuest } from './arm.js';
 import type { DaemonContext } from './context.js';
 import { nowIso } from './context.js';
 import { queueTeardown } from './exit.js';
-import { scanNamedHelpers, type NamedHelper } from './find-helper.js';
+import { scanNamedHelpers } from './find-helper.js';
 import { finish } from './finish.js';
 import type { StateFiles } from './state-files.js';
 import { Teardown } from './teardown.js';
@@ -17,11 +22,12 @@ export interface RecoverySummary {
   armed: number;
   requeued: number;
   finishedMeanwhile: number;
-  adopted: number;
+  /** Processes named like helpers that no state file of ours names: not touched. */
+  leftAlone: number;
 }
 
-export async function recover(ctx: DaemonContext, files: StateFiles, opts: { adopt: boolean }): Promise<RecoverySummary> {
-  const summary: RecoverySummary = { armed: 0, requeued: 0, finishedMeanwhile: 0, adopted: 0 };
+export async function recover(ctx: DaemonContext, files: StateFiles): Promise<RecoverySummary> {
+  const summary: RecoverySummary = { armed: 0, requeued: 0, finishedMeanwhile: 0, leftAlone: 0 };
   const groups = new Set(ctx.cgroups.list());
   // First of all: nothing stays frozen on a dead daemon's orders.
   for (const id of groups) {
@@ -58,45 +64,17 @@ export async function recover(ctx: DaemonContext, files: StateFiles, opts: { ado
     }
   }
 
-  if (opts.adopt) summary.adopted = await adoptUnarmedHelpers(ctx);
+  summary.leftAlone = reportStrangers(ctx);
   return summary;
 }
 
-async function adoptUnarmedHelpers(ctx: DaemonContext): Promise<number> {
+function reportStrangers(ctx: DaemonContext): number {
   const known = new Set(ctx.registry.all().map((t) => t.record.helperPid));
-  let adopted = 0;
-  for (const helper of scanNamedHelpers()) {
-    if (known.has(helper.pid)) continue;
-    try {
-      if (await adopt(ctx, helper)) adopted++;
-    } catch (err) {
-      ctx.log.warn({ helper: helper.pid, err: String(err) }, 'could not adopt a helper; it frees its memory unmanaged');
-    }
+  const strangers = scanNamedHelpers().filter((h) => !known.has(h.pid));
+  for (const h of strangers) {
+    ctx.log.warn({ helper: h.pid, comm: h.name }, 'not adopted: a process named like a teardown helper that no state file of this daemon names (a name proves nothing); left where it is');
   }
-  return adopted;
-}
-
-async function adopt(ctx: DaemonContext, helper: NamedHelper): Promise<boolean> {
-  const helperStart = ctx.sys.processStartTime(helper.pid);
-  if (helperStart === null) return false;
-  // The name says whose helper it is; only shared memory proves the guest is still that process.
-  const sharers = await ctx.sys.sharers(helper.guestPid).catch(() => []);
-  const guestAlive = sharers.some((p) => p.pid === helper.pid);
-  const pidStart = guestAlive ? ctx.sys.processStartTime(helper.guestPid) : null;
-  const t = createTeardown(ctx, {
-    pid: helper.guestPid,
-    pidStart: pidStart ?? helperStart,
-    helperPid: helper.pid,
-    strategy: helper.strategy,
-  });
-  ctx.log.info({ id: t.id, helper: helper.pid, guestAlive }, 'adopted a helper no daemon had armed');
-  if (guestAlive) {
-    watchGuest(ctx, t);
-  } else {
-    t.record.exitedAt = nowIso();
-    queueTeardown(ctx, t);
-  }
-  return true;
+  return strangers.length;
 }
 
 /** Into its group again (a crash can come between creating the group and moving the helper).
@@ -117,6 +95,6 @@ function removeIfEmpty(ctx: DaemonContext, id: string): void {
   try {
     if (ctx.cgroups.processes(id).length === 0) ctx.cgroups.remove(id);
   } catch {
-    /* a group without a state file that still holds a process is adopted by name, or left */
+    /* a group without a state file that still holds a process is left as it is */
   }
 }

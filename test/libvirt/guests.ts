@@ -81,7 +81,7 @@ export function cgroupErrorsAbout(log: string, name: string): string[] {
 /** The helpers named after `pid` (cleanup/<pid>, pvtd/<pid>), as the daemon finds them. */
 export function helpersOf(pid: number): number[] {
   return scanNamedHelpers()
-    .filter((h) => h.guestPid === pid)
+    .filter((h) => h.name === `cleanup/${pid}` || h.name === `pvtd/${pid}`)
     .map((h) => h.pid);
 }
 

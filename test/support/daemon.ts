@@ -34,14 +34,12 @@ export interface TestDaemon {
 export interface TestDaemonOptions {
   /** Cgroup root, socket dir prefix. */
   prefix?: string;
-  /** Let it take over helpers it did not arm. Off by default: other tests' helpers are not ours. */
-  adopt?: boolean;
 }
 
 /** Memory pressure from other work on the machine must not boost a test's teardowns: --psi-boost off. */
 export async function startTestDaemon(flags: string[] = [], opts: TestDaemonOptions = {}): Promise<TestDaemon> {
   const prefix = opts.prefix ?? 'pvteardown-test';
-  flags = [...(opts.adopt ? [] : ['--no-adopt']), ...(flags.includes('--psi-boost') ? [] : ['--psi-boost', 'off']), ...flags];
+  flags = [...(flags.includes('--psi-boost') ? [] : ['--psi-boost', 'off']), ...flags];
   const dir = mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
   const socket = path.join(dir, 'pvteardown.sock');
   const stateDir = path.join(dir, 'state');

@@ -1,12 +1,14 @@
 // The daemon on real processes and real cgroups: queueing, pacing, recovery after a crash,
-// adoption of helpers started while no daemon ran, admission, and a robust socket.
+// nothing adopted on its name, admission, and a robust socket.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import type { AdmitResult, StatusView, TeardownView } from '../../src/daemon/api.js';
+import { scanNamedHelpers } from '../../src/daemon/find-helper.js';
 import { Journal } from '../../src/daemon/journal.js';
 import { StateFiles } from '../../src/daemon/state-files.js';
 import { teardownId } from '../../src/daemon/teardown.js';
@@ -47,8 +49,8 @@ describe('pvteardown daemon', { concurrency: false }, () => {
   after(async () => {
     for (const d of daemons) await d.cleanup();
   });
-  const daemon = async (flags: string[], opts: { adopt?: boolean } = {}) => {
-    const d = await startTestDaemon(flags, opts);
+  const daemon = async (flags: string[]) => {
+    const d = await startTestDaemon(flags);
     daemons.push(d);
     return d;
   };
@@ -163,19 +165,43 @@ describe('pvteardown daemon', { concurrency: false }, () => {
     assert.equal(d.cgroups.exists(zombieId), false, 'the zombie\'s group is gone');
   });
 
-  it('with no daemon, exec still exits at once; a daemon started later adopts the helper and records the teardown', async (t) => {
+  it('with no daemon, exec still exits at once; a daemon started later leaves its helper alone (no record of ours names it)', async (t) => {
     if (!requireRoot(t) || !root) return;
-    const d = await daemon([], { adopt: true });
+    const d = await daemon([]);
     await d.kill('SIGTERM');
     const g = await execGuest(d, 'lonely', QUARTER);
     await until('the no-daemon note', async () => g.stderr(), (s) => s.includes('no daemon'), 5000 * SLOWDOWN);
+    const helper = scanNamedHelpers().find((h) => h.name === `pvtd/${g.pid}`)?.pid;
+    assert.ok(helper, `the shim's helper pvtd/${g.pid} runs`);
     await d.restart();
-    const adopted = await until('adopted', () => d.list(), (rows) => rows.some((r) => r.pid === g.pid && r.state === 'armed'));
-    assert.equal(adopted.find((r) => r.pid === g.pid)!.strategy, 'shim');
+    assert.ok(!(await d.list()).some((r) => r.pid === g.pid || r.helperPid === helper), 'not taken over on its name');
+    assert.match(d.log(), new RegExp(`"helper":${helper},"comm":"pvtd/${g.pid}".*not adopted`));
     const timing = await killAndTime(g.pid);
     assert.ok(timing.killToExitMs < 20 * SLOWDOWN, `kill->exit ${timing.killToExitMs} ms with a helper holding ${QUARTER} MiB`);
-    const rows = await until('done', () => d.list(), (rows) => rows.some((r) => r.pid === g.pid && r.state === 'done'));
-    assert.ok(rows.find((r) => r.pid === g.pid)!.cpuUsec > 0);
+  });
+
+  it('a process that names itself pvtd/<pid> is not adopted: it stays in its own memory cgroup, takes no queue slot', async (t) => {
+    if (!requireRoot(t) || !root) return;
+    const cg = testCgroups(t);
+    cg.create('decoy');
+    const limit = cg.paths.map((p) => [join(p, 'decoy', 'memory.max'), join(p, 'decoy', 'memory.limit_in_bytes')]).flat().find((f) => existsSync(f));
+    assert.ok(limit, 'a memory controller for the decoy');
+    writeFileSync(limit, String(64 * MiB));
+    // An unprivileged user can do this: printf is dash's builtin, so /proc/self is the shell.
+    const decoy = spawn('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', 'sh', '-c', 'printf pvtd/4242 >/proc/self/comm; sleep 600; true'], { stdio: 'ignore' });
+    after(() => void decoy.kill('SIGKILL'));
+    cg.addProcess('decoy', decoy.pid!);
+    await until('the decoy named itself', async () => readFileSync(`/proc/${decoy.pid}/comm`, 'utf8').trim(), (c) => c === 'pvtd/4242', 5000 * SLOWDOWN);
+    const before = readFileSync(`/proc/${decoy.pid}/cgroup`, 'utf8');
+    const d = await daemon(['--max-concurrent', '1']);
+    assert.equal(readFileSync(`/proc/${decoy.pid}/cgroup`, 'utf8'), before, 'still in every cgroup it was in');
+    assert.ok(!(await d.list()).some((r) => r.helperPid === decoy.pid), 'no teardown for it');
+    assert.match(d.log(), new RegExp(`"helper":${decoy.pid},"comm":"pvtd/4242".*not adopted`));
+    // A real teardown still runs at once: the decoy holds no slot.
+    const g = await execGuest(d, 'after-decoy', QUARTER);
+    await until('armed', () => d.list(), (rows) => byGuest(rows, 'after-decoy')?.state === 'armed');
+    process.kill(g.pid, 'SIGKILL');
+    await until('done', () => d.list(), (rows) => byGuest(rows, 'after-decoy')?.state === 'done', 30_000 * SLOWDOWN);
   });
 
   it('admission waits while memory is pending, boosting it, and answers when it is back or at its timeout', async (t) => {

@@ -17,7 +17,6 @@ interface DaemonFlags {
   libvirt?: boolean;
   libvirtUri?: string;
   libvirtPrefix?: string;
-  adopt: boolean;
   psiBoost: number | 'off';
 }
 
@@ -44,7 +43,6 @@ export function registerDaemon(program: Command): void {
     .option('--reserve-mib <n>', 'memory kept free when admitting a guest', wholeNumber('--reserve-mib', 0, 1 << 24), DEFAULT_LIMITS.reserveBytes / 2 ** 20)
     .option('--psi-boost <avg10|off>', "boost teardowns while PSI memory 'some avg10' is above this percentage", (v: string) =>
       v === 'off' ? 'off' : wholeNumber('--psi-boost', 1, 100)(v), DEFAULT_LIMITS.psiBoostThreshold ?? 'off')
-    .option('--no-adopt', 'do not take over helpers no daemon armed (programs started with exec while no daemon ran)')
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--mmput-async-nr <n>', 'syscall number of process_mmput_async on this kernel (env PVTEARDOWN_MMPUT_ASYNC_NR); enables that strategy', wholeNumber('--mmput-async-nr', 0, 4095))
     .option('--libvirt', "follow libvirt's lifecycle events: arm guests that start with a helper, queue those that stop, reconcile at every (re)connect; a missing libvirtd is waited for (URI: -c, LIBVIRT_DEFAULT_URI or qemu:///system)")
@@ -58,7 +56,6 @@ export function registerDaemon(program: Command): void {
         ...(flags.cgroupRoot ? { cgroupRoot: flags.cgroupRoot } : {}),
         stateDir: flags.stateDir,
         mmputAsyncNr: nr,
-        adopt: flags.adopt,
         ...(flags.metrics ? { metrics: flags.metrics } : {}),
         // Off unless asked: daemons of unrelated tests share this host's libvirtd and must not adopt its guests.
         libvirtUri: flags.libvirt || flags.libvirtUri ? (flags.libvirtUri ?? globals(cmd).connect ?? '') : null,

@@ -14,7 +14,8 @@ export function registerExec(program: Command): void {
     .description(
       "Run CMD with the teardown shim: CMD's memory is cleared by a helper (pvtd/<pid>) after it exits, so CMD's " +
         'exit is quick. With a daemon reachable, CMD is armed: its teardown is queued, paced and recorded; ' +
-        'without one it still exits at once and a daemon started later adopts the helper. CMD keeps the ' +
+        'without one it still exits at once and its memory is freed unmanaged (a daemon started later does ' +
+        'not take it over: only its own records bring a process under management). CMD keeps the ' +
         "caller's stdio; signals sent to pvteardown are relayed to it, and pvteardown ends with CMD's exit " +
         "status or dies by CMD's signal.",
     )
