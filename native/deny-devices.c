@@ -7,7 +7,8 @@
  *
  * The program is attached with BPF_F_ALLOW_MULTI: it composes with any program above it, and
  * access needs every effective program to allow it. Attaching again is a no-op when a device
- * program is already attached to DIR. Exit 0 when every DIR is covered, 1 with one line otherwise.
+ * program is already attached to DIR. Exit 0 when every DIR is covered, 1 with one line otherwise,
+ * 3 when this kernel has no bpf(2) at all (then no group on it can restrict devices either).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -64,6 +65,11 @@ static int deny(const char *dir)
 		return 1;
 	}
 	n = attached_device_programs(cgroup_fd);
+	if (n < 0 && errno == ENOSYS) {
+		fprintf(stderr, "pvteardown-deny-devices: %s: this kernel has no bpf(2) (CONFIG_BPF_SYSCALL): no cgroup can restrict devices here\n", dir);
+		close(cgroup_fd);
+		return 3;
+	}
 	if (n > 0) {
 		close(cgroup_fd);
 		return 0;
@@ -98,7 +104,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: pvteardown-deny-devices CGROUP_V2_DIR...: deny every device to the processes in each group\n");
 		return 2;
 	}
-	for (i = 1; i < argc; i++)
-		rc |= deny(argv[i]);
+	for (i = 1; i < argc; i++) {
+		int r = deny(argv[i]);
+
+		if (r > rc)
+			rc = r;
+	}
 	return rc;
 }

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 /** The package root: this file is dist/src/paths.js once built. */
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-export type NativeFile = 'libpvteardown-shim.so' | 'pvteardown-helper' | 'pvteardown-fakeguest';
+export type NativeFile = 'libpvteardown-shim.so' | 'pvteardown-helper' | 'pvteardown-fakeguest' | 'pvteardown-deny-devices';
 
 /** PVTEARDOWN_NATIVE_DIR points at a cross-built set (the s390x and mmput-async test guests). */
 export function nativePath(file: NativeFile): string {

@@ -2,9 +2,11 @@
 // pvteardown does not manage (blkio, cpuset, devices, pids, name=systemd, the v2 tree...). libvirt
 // removes that cgroup when the guest stops: with the helper inside, rmdir fails EBUSY, libvirt
 // retries for ~1 s (destroy waits for the helper) and then leaves the directories behind for good.
-// Moving the helper to each such hierarchy's root removes both problems.
+// Moving the helper into pvteardown's own group of each such hierarchy removes both problems; that
+// group is confined first (confine.ts), and where it cannot be, the helper stays where it was.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { confineGroup } from './confine.js';
 import { writeCg } from './files.js';
 import { parseCgroupMounts, type CgroupMount } from './layout.js';
 
@@ -45,8 +47,8 @@ function namedMatch(x: NamedMount, m: CgroupMembership): boolean {
 }
 
 export interface Evacuation {
-  /** Hierarchy mount points the pid was moved out of, with the group it left. */
-  moved: { mount: string; from: string }[];
+  /** Hierarchy mount points the pid was moved out of, with the group it left and the one it joined. */
+  moved: { mount: string; from: string; to: string }[];
   /** Hierarchies where the move failed, with why (the pid stays there). */
   failed: { mount: string; from: string; error: string }[];
 }
@@ -54,13 +56,16 @@ export interface Evacuation {
 export interface EvacuateOptions {
   /** Mount points pvteardown's backend manages (the helper is in its teardown group there). */
   managedMounts: readonly string[];
+  /** pvteardown's group under each other hierarchy's root (its cgroup root name). */
+  groupName: string;
   /** Default: libvirt's machine partition. */
   shouldLeave?: (path: string) => boolean;
   procRoot?: string;
   mountinfo?: string;
 }
 
-/** Moves `pid` to the root of every unmanaged hierarchy where it sits in a machine cgroup. */
+/** Moves `pid` into pvteardown's confined group of every unmanaged hierarchy where it sits in a
+ * machine cgroup. */
 export function evacuate(pid: number, opts: EvacuateOptions): Evacuation {
   const procRoot = opts.procRoot ?? '/proc';
   const leave = opts.shouldLeave ?? isMachineCgroup;
@@ -71,9 +76,11 @@ export function evacuate(pid: number, opts: EvacuateOptions): Evacuation {
     if (!leave(m.path)) continue;
     const mount = mountOf(mounts, m);
     if (!mount || managed.has(mount.mountPoint)) continue;
+    const to = join(mount.mountPoint, opts.groupName);
     try {
-      writeCg(join(mount.mountPoint, 'cgroup.procs'), String(pid));
-      result.moved.push({ mount: mount.mountPoint, from: m.path });
+      confineGroup(to, mount.fsType);
+      writeCg(join(to, 'cgroup.procs'), String(pid));
+      result.moved.push({ mount: mount.mountPoint, from: m.path, to });
     } catch (err) {
       result.failed.push({ mount: mount.mountPoint, from: m.path, error: err instanceof Error ? err.message : String(err) });
     }

@@ -1,9 +1,12 @@
 // Pure cgroup v2: one hierarchy, NAME with +cpu +memory delegated to its children.
 import { dirname, join } from 'node:path';
 import { CgroupBackend, CPU_PERIOD_US, cpuQuotaUs, type FreezeState } from './backend.js';
+import { confineGroup } from './confine.js';
 import { CgroupFsError, exists, mkdirCg, readCg, readKeyed, readNumber, writeCg } from './files.js';
 
 const CONTROLLERS = ['cpu', 'memory'];
+/** Enabled where the host offers it: a helper leaving a VM's group with a pids limit keeps one. */
+const CONFINING = ['pids'];
 
 export class V2Cgroups extends CgroupBackend {
   readonly version = 'v2' as const;
@@ -22,6 +25,8 @@ export class V2Cgroups extends CgroupBackend {
     enableControllers(dirname(this.root));
     mkdirCg(this.root);
     enableControllers(this.root);
+    // Helpers arrive from VM groups that may limit devices and pids: NAME allows neither.
+    confineGroup(this.root, 'cgroup2');
   }
 
   setCpuLimit(percentOfOneCpu: number | null): void {
@@ -77,9 +82,10 @@ export class V2Cgroups extends CgroupBackend {
 function enableControllers(dir: string): void {
   const path = join(dir, 'cgroup.subtree_control');
   const enabled = readCg(path).trim().split(/\s+/);
-  const missing = CONTROLLERS.filter((c) => !enabled.includes(c));
-  if (missing.length === 0) return;
   const offered = readCg(join(dir, 'cgroup.controllers')).trim().split(/\s+/);
+  const wanted = [...CONTROLLERS, ...CONFINING.filter((c) => offered.includes(c))];
+  const missing = wanted.filter((c) => !enabled.includes(c));
+  if (missing.length === 0) return;
   const absent = missing.filter((c) => !offered.includes(c));
   if (absent.length) {
     throw new CgroupFsError(`cannot enable ${absent.join(', ')} in ${path}: not offered by ${join(dir, 'cgroup.controllers')} ([${offered.join(' ')}])`, path, 'ENOENT');

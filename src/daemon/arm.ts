@@ -99,8 +99,9 @@ export function createTeardown(ctx: DaemonContext, n: NewTeardown): Teardown {
 /** Out of libvirt's machine cgroup in the hierarchies pvteardown does not manage (cgroup/evacuate.ts). */
 function leaveMachineCgroups(ctx: DaemonContext, id: string, helperPid: number): void {
   try {
-    const r = evacuate(helperPid, { managedMounts: ctx.cgroups.paths.map((p) => dirname(p)) });
-    if (r.moved.length || r.failed.length) ctx.log.info({ id, helper: helperPid, ...r }, 'helper left the machine cgroup');
+    const r = evacuate(helperPid, { managedMounts: ctx.cgroups.paths.map((p) => dirname(p)), groupName: ctx.cgroups.rootName });
+    if (r.moved.length) ctx.log.info({ id, helper: helperPid, moved: r.moved }, "helper left the machine cgroup for pvteardown's confined groups");
+    if (r.failed.length) ctx.log.warn({ id, helper: helperPid, failed: r.failed }, 'helper stays in the machine cgroup where pvteardown could not confine its own group (libvirt may wait for it at destroy)');
   } catch (err) {
     ctx.log.warn({ id, helper: helperPid, err: String(err) }, 'could not move the helper out of the machine cgroup');
   }

@@ -2,7 +2,7 @@
 // a production daemon's teardowns; killed, restarted and cleaned up like a service would be.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openCgroups, type CgroupBackend } from '../../src/cgroup/index.js';
@@ -104,6 +104,14 @@ export async function startTestDaemon(flags: string[] = [], opts: TestDaemonOpti
         cg.removeRoot();
       } catch {
         /* already gone */
+      }
+      // The confined groups helpers moved to out of libvirt's machine cgroups (cgroup/confine.ts).
+      for (const h of existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup') : []) {
+        try {
+          rmdirSync(path.join('/sys/fs/cgroup', h, cgroupRoot));
+        } catch {
+          /* not made there, or a process is still inside */
+        }
       }
       rmSync(dir, { recursive: true, force: true });
     },

@@ -62,6 +62,16 @@ test('v2: ensureRoot enables +cpu +memory in the mount root and NAME, only what 
   assert.equal(read(root, 'cgroup.subtree_control'), '+cpu +memory');
 });
 
+test('v2: ensureRoot enables pids where offered and lets NAME start no process (pids.max 0)', () => {
+  const { cg, mount, root } = v2Tree();
+  writeFileSync(join(root, 'cgroup.controllers'), 'cpu memory pids\n');
+  writeFileSync(join(root, 'pids.max'), 'max\n');
+  cg.ensureRoot();
+  assert.equal(read(mount, 'cgroup.subtree_control'), '+cpu +memory +pids');
+  assert.equal(read(root, 'cgroup.subtree_control'), '+cpu +memory +pids');
+  assert.equal(read(root, 'pids.max'), '0');
+});
+
 test('v2: ensureRoot refuses when the mount does not offer a controller', () => {
   const { cg, mount } = v2Tree({ 'cgroup.controllers': 'memory pids\n' });
   assert.throws(() => cg.ensureRoot(), (err: Error) => err instanceof CgroupFsError && err.message.includes('cannot enable cpu') && err.message.includes(join(mount, 'cgroup.controllers')));
