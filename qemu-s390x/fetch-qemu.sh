@@ -31,6 +31,7 @@ if [ ! -x "$bin" ] || [ "$(cat "$qdir/root.key" 2>/dev/null)" != "$key" ]; then
 fi
 missing=$(ldd "$bin" | awk '/not found/{print $1}' | tr '\n' ' ')
 [ -z "$missing" ] || die "$bin needs libraries the host lacks: $missing(install them, or QEMU >= $min_major.0)"
-"$bin" --version >/dev/null || die "$bin does not run on this host"
 # Its own module dir: the host's 7.2 modules (audio, opengl) would be probed and fail noisily.
-echo "$bin $data $qdir/root/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)/qemu"
+modules=$qdir/root/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)/qemu
+QEMU_MODULE_DIR=$modules "$bin" --version >/dev/null || die "$bin does not run on this host"
+echo "$bin $data $modules"
