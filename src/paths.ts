@@ -7,6 +7,9 @@ export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.u
 
 export type NativeFile = 'libpvteardown-shim.so' | 'pvteardown-helper' | 'pvteardown-fakeguest' | 'pvteardown-deny-devices';
 
+/** What the program runs or preloads outside the tests: `pvteardown install` copies exactly these. */
+export const RUNTIME_NATIVE = ['libpvteardown-shim.so', 'pvteardown-helper', 'pvteardown-deny-devices'] as const satisfies readonly NativeFile[];
+
 /** PVTEARDOWN_NATIVE_DIR points at a cross-built set (the s390x and mmput-async test guests). */
 export function nativePath(file: NativeFile): string {
   return path.join(process.env.PVTEARDOWN_NATIVE_DIR ?? path.join(packageRoot, 'native', 'build'), file);

@@ -1,23 +1,27 @@
-// `pvteardown install` / `uninstall`: the hook drop-in, the shim and helper in a system location,
-// one emulator wrapper per qemu-system-* and the service unit. Both idempotent; uninstall removes
-// only what install wrote (listed in the manifest, text files also carrying MARKER).
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+// `pvteardown install` / `uninstall`: root's own copy of pvteardown (program, production packages,
+// shim and helper), `pvteardown` on PATH, the hook drop-in, one emulator wrapper per qemu-system-*
+// and the service unit, which run only from that copy. Both idempotent; uninstall removes only
+// what install wrote (listed in the manifest, text files also carrying MARKER).
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { nativePath } from '../paths.js';
+import { packageRoot } from '../paths.js';
+import { InstallError, fsFail } from './errors.js';
 import { installLayout, MARKER, type InstallLayout } from './layout.js';
-import { renderHook, renderUnit, renderWrapper, thisPackage, type Programs } from './render.js';
+import { payload } from './payload.js';
+import { renderHook, renderLauncher, renderUnit, renderWrapper } from './render.js';
+import type { Step } from './steps.js';
+import { nearestExisting, othersCanChange } from './trusted-path.js';
+import { currentTree, placeTree, removeLeftovers, removeTree } from './tree.js';
 
-export type Action = 'wrote' | 'unchanged' | 'removed' | 'kept';
-export interface Step {
-  action: Action;
-  path: string;
-  why?: string;
-}
+export { InstallError } from './errors.js';
+export type { Action, Step } from './steps.js';
 
 interface Manifest {
   files: string[];
   /** Directories install created (removed again by uninstall when empty). */
   dirs: string[];
+  /** Copies of the program in libDir: the current one and the one before it (a running daemon's). */
+  trees: string[];
 }
 
 export interface InstallOptions {
@@ -25,26 +29,17 @@ export interface InstallOptions {
   socket: string;
   /** Where to look for qemu-system-*; default: PATH, or ROOT/usr/bin and ROOT/usr/local/bin under a --root. */
   searchDirs?: string[];
-  programs?: Programs;
-}
-
-/** An install step that failed: names the file and what would fix it. */
-export class InstallError extends Error {
-  override name = 'InstallError';
-}
-
-function fsFail(what: string, file: string, err: unknown): never {
-  const code = (err as NodeJS.ErrnoException).code ?? String(err);
-  const hint = code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? ': run as root, or pass --root DIR to install elsewhere' : '';
-  throw new InstallError(`cannot ${what} ${file} (${code})${hint}`);
+  /** The node that root is to run pvteardown with; default: the one running this. */
+  node?: string;
 }
 
 function readManifest(layout: InstallLayout): Manifest {
   try {
     const m = JSON.parse(readFileSync(layout.manifest, 'utf8')) as Partial<Manifest>;
-    return { files: Array.isArray(m.files) ? m.files.filter((f) => typeof f === 'string') : [], dirs: Array.isArray(m.dirs) ? m.dirs.filter((d) => typeof d === 'string') : [] };
+    const strings = (v: unknown) => (Array.isArray(v) ? v.filter((f): f is string => typeof f === 'string') : []);
+    return { files: strings(m.files), dirs: strings(m.dirs), trees: strings(m.trees) };
   } catch {
-    return { files: [], dirs: [] };
+    return { files: [], dirs: [], trees: [] };
   }
 }
 
@@ -87,11 +82,40 @@ export function findEmulators(dirs: readonly string[], exclude: string): Map<str
   return found;
 }
 
+/** The node root will run, resolved (the hook, unit and launcher name it by this path), or why not. */
+export function checkedNode(given: string): string {
+  let real: string;
+  try {
+    real = realpathSync(given);
+    if (!statSync(real).isFile()) throw Object.assign(new Error('not a file'), { code: 'not a file' });
+  } catch (err) {
+    throw new InstallError(`--node ${given}: cannot use it (${(err as NodeJS.ErrnoException).code ?? String(err)}): pass the absolute path of a node binary`);
+  }
+  const why = othersCanChange(real);
+  if (why !== null) {
+    throw new InstallError(
+      `--node ${given}: root would run ${real}, but ${why}: install node where only root can change it (e.g. the distribution's /usr/bin/node) and pass that as --node`,
+    );
+  }
+  return real;
+}
+
+/** Every place install writes into must be root's alone, or what root runs from there is not. */
+function checkTargets(layout: InstallLayout): void {
+  for (const target of [layout.libDir, layout.bin, layout.hook, layout.unit, layout.wrapperDir]) {
+    const at = nearestExisting(path.dirname(target));
+    const why = othersCanChange(at);
+    if (why !== null) {
+      throw new InstallError(`cannot install ${target}: ${why}, so others could change what root runs there: make it root's alone (chmod go-w, chown root), or pass --root DIR`);
+    }
+  }
+}
+
 class Writer {
   readonly steps: Step[] = [];
   readonly createdDirs: string[] = [];
 
-  private mkdirs(dir: string): void {
+  ensureDir(dir: string): void {
     const missing: string[] = [];
     for (let d = dir; !existsSync(d); d = path.dirname(d)) missing.unshift(d);
     for (const d of missing) {
@@ -105,9 +129,9 @@ class Writer {
     }
   }
 
-  /** Replaces by rename: a running QEMU maps the shim and runs the wrapper; rewriting them in place would hit it. */
-  write(file: string, content: string | Buffer, mode: number): void {
-    const data = typeof content === 'string' ? Buffer.from(content) : content;
+  /** Replaces by rename: a running QEMU runs the wrapper; rewriting it in place would hit it. */
+  write(file: string, content: string, mode: number): void {
+    const data = Buffer.from(content);
     try {
       if (existsSync(file) && readFileSync(file).equals(data) && (statSync(file).mode & 0o7777) === mode) {
         this.steps.push({ action: 'unchanged', path: file });
@@ -116,11 +140,11 @@ class Writer {
     } catch {
       /* unreadable: write it anew */
     }
-    this.mkdirs(path.dirname(file));
+    this.ensureDir(path.dirname(file));
     const tmp = `${file}.pvteardown-new`;
     try {
       writeFileSync(tmp, data);
-      // Not left to the umask: QEMU runs as another user (libvirt-qemu) and must read the shim.
+      // Not left to the umask: QEMU runs as another user (libvirt-qemu) and must read the wrapper.
       chmodSync(tmp, mode);
       renameSync(tmp, file);
     } catch (err) {
@@ -135,18 +159,18 @@ class Writer {
   }
 }
 
-function readSource(file: string): Buffer {
+function readTemplate(file: string): string {
   try {
-    return readFileSync(file);
+    return readFileSync(file, 'utf8');
   } catch (err) {
-    fsFail('read', `${file} (build it first: npm run build)`, err);
+    fsFail('read', file, err);
   }
 }
 
 export function install(opts: InstallOptions): Step[] {
   const layout = installLayout(opts.root);
-  const programs = opts.programs ?? thisPackage();
-  for (const f of [programs.hookMain, programs.cli]) {
+  const node = checkedNode(opts.node ?? process.execPath);
+  for (const f of [path.join(packageRoot, 'dist', 'src', 'hook', 'main.js'), path.join(packageRoot, 'dist', 'src', 'cli', 'main.js')]) {
     if (!existsSync(f)) throw new InstallError(`${f} is missing: build pvteardown first (npm run build)`);
   }
   if (/[\s:]/.test(layout.shim)) {
@@ -154,10 +178,10 @@ export function install(opts: InstallOptions): Step[] {
       `the shim would be at ${JSON.stringify(layout.shim)}, a path with a space or ':' that LD_PRELOAD cannot hold (the dynamic linker splits entries there): choose a --root without them`,
     );
   }
-  const shim = readSource(nativePath('libpvteardown-shim.so'));
-  const helper = readSource(nativePath('pvteardown-helper'));
-  refuseForeign(layout.hook);
-  refuseForeign(layout.unit);
+  checkTargets(layout);
+  const entries = payload(packageRoot);
+  const template = readTemplate(path.join(packageRoot, 'hooks', 'qemu'));
+  for (const f of [layout.hook, layout.unit, layout.bin]) refuseForeign(f);
   const searchDirs =
     opts.searchDirs ??
     (layout.root === '/' ? (process.env.PATH ?? '').split(':') : [path.join(layout.root, 'usr/bin'), path.join(layout.root, 'usr/local/bin')]);
@@ -166,24 +190,63 @@ export function install(opts: InstallOptions): Step[] {
 
   const previous = readManifest(layout);
   const w = new Writer();
-  w.write(layout.shim, shim, 0o644);
-  w.write(layout.helper, helper, 0o755);
-  for (const [name, real] of emulators) w.write(path.join(layout.wrapperDir, name), renderWrapper(layout, real), 0o755);
-  w.write(layout.hook, renderHook(programs, opts.socket), 0o755);
-  w.write(layout.unit, renderUnit(layout, programs, opts.socket), 0o644);
-
-  const written = new Set(w.steps.map((s) => s.path));
-  // Wrappers of emulators no longer installed, from an earlier install.
-  const stale = previous.files.filter((f) => !written.has(f) && f !== layout.manifest && existsSync(f)).map((f) => removeOwned(layout, f));
-  const manifest = { [MARKER]: true, files: [...written, layout.manifest], dirs: [...new Set([...previous.dirs, ...w.createdDirs])] };
-  w.write(layout.manifest, JSON.stringify(manifest, null, 1) + '\n', 0o644);
-  return [...w.steps, ...stale];
+  const treeSteps: Step[] = [];
+  const stale: Step[] = [];
+  const trees = new Set<string>();
+  let failure: unknown = null;
+  try {
+    w.ensureDir(layout.libDir);
+    removeLeftovers(layout);
+    // The tree `current` left stays: a daemon started from it may still load files from it.
+    const before = currentTree(layout);
+    const placed = placeTree(layout, entries);
+    treeSteps.push(...placed.steps);
+    trees.add(placed.tree);
+    if (before && exists(before)) trees.add(before);
+    for (const t of previous.trees.filter((t) => !trees.has(t))) {
+      const s = removeTree(layout, t);
+      if (s) treeSteps.push(s);
+    }
+    w.write(layout.bin, renderLauncher(node, layout), 0o755);
+    for (const [name, real] of emulators) w.write(path.join(layout.wrapperDir, name), renderWrapper(layout, real), 0o755);
+    w.write(layout.hook, renderHook(template, node, layout, opts.socket), 0o755);
+    w.write(layout.unit, renderUnit(layout, node, opts.socket), 0o644);
+    const written = new Set(w.steps.map((s) => s.path));
+    // Files of an earlier install no longer written: wrappers of emulators gone, and the shim and
+    // helper that installs before the copy put at the top of libDir.
+    for (const f of previous.files) {
+      if (!written.has(f) && f !== layout.manifest && f !== layout.current && exists(f)) stale.push(removeOwned(layout, f));
+    }
+  } catch (err) {
+    failure = err;
+  }
+  // Also after a failure: what was written is listed, so that uninstall still finds it.
+  if (w.steps.length || trees.size) {
+    const files = [...w.steps.map((s) => s.path), ...(trees.size ? [layout.current] : []), layout.manifest];
+    const manifest = { [MARKER]: true, files, dirs: [...new Set([...previous.dirs, ...w.createdDirs])], trees: [...trees] };
+    try {
+      w.write(layout.manifest, JSON.stringify(manifest, null, 1) + '\n', 0o644);
+    } catch (err) {
+      failure ??= err;
+    }
+  }
+  if (failure) throw failure;
+  return [...treeSteps, ...w.steps, ...stale];
 }
 
-/** Text files only when still marked (someone may have replaced one); binaries live in our own directory. */
+function exists(p: string): boolean {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Text files only when still marked (someone may have replaced one); libDir is install's own. */
 function removeOwned(layout: InstallLayout, file: string): Step {
-  const binary = file === layout.shim || file === layout.helper;
-  if (!binary && !isMarked(file)) return { action: 'kept', path: file, why: `no "${MARKER}" line: changed since install` };
+  const own = path.dirname(file) === layout.libDir;
+  if (!own && !isMarked(file)) return { action: 'kept', path: file, why: `no "${MARKER}" line: changed since install` };
   try {
     unlinkSync(file);
   } catch (err) {
@@ -195,15 +258,23 @@ function removeOwned(layout: InstallLayout, file: string): Step {
 export function uninstall(root?: string): Step[] {
   const layout = installLayout(root);
   const manifest = readManifest(layout);
-  // Without a manifest (lost, or an older install) the marked files at their known places still go.
+  // Without a manifest (lost, or an older install) the marked files at their known places still go,
+  // and the tree `current` points at.
   const wrappers = existsSync(layout.wrapperDir) ? readdirSync(layout.wrapperDir).map((n) => path.join(layout.wrapperDir, n)) : [];
-  const marked = [layout.hook, layout.unit, ...wrappers].filter(isMarked);
-  const candidates = [...new Set([...manifest.files, ...marked])].filter((f) => f !== layout.manifest);
-  const steps = candidates.filter((f) => existsSync(f)).map((f) => removeOwned(layout, f));
+  const marked = [layout.hook, layout.unit, layout.bin, ...wrappers].filter(isMarked);
+  const current = currentTree(layout);
+  const linked = current ? [layout.current] : [];
+  const candidates = [...new Set([...manifest.files, ...marked, ...linked])].filter((f) => f !== layout.manifest);
+  const steps = candidates.filter((f) => exists(f)).map((f) => removeOwned(layout, f));
+  for (const t of new Set([...manifest.trees, ...(current ? [current] : [])])) {
+    const s = removeTree(layout, t);
+    if (s) steps.push(s);
+  }
+  removeLeftovers(layout);
   const kept = steps.filter((s) => s.action === 'kept').map((s) => s.path);
   if (kept.length) {
     // The directories install created are still to go once the kept files are: remember them.
-    new Writer().write(layout.manifest, JSON.stringify({ [MARKER]: true, files: kept, dirs: manifest.dirs }, null, 1) + '\n', 0o644);
+    new Writer().write(layout.manifest, JSON.stringify({ [MARKER]: true, files: kept, dirs: manifest.dirs, trees: [] }, null, 1) + '\n', 0o644);
     steps.push({ action: 'kept', path: layout.manifest, why: 'lists what is left for the next uninstall' });
   } else if (existsSync(layout.manifest)) steps.push(removeOwned(layout, layout.manifest));
   for (const dir of [...manifest.dirs, layout.wrapperDir, layout.libDir].sort((a, b) => b.length - a.length)) {

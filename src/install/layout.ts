@@ -6,15 +6,27 @@ import path from 'node:path';
 /** First comment line of every text file install writes: uninstall removes only what carries it. */
 export const MARKER = 'pvteardown-installed';
 
+/** A copy of the program is named by its content, so that a re-install never writes into a tree in use. */
+export const TREE_NAME = /^app-[0-9a-f]{16}$/;
+
 export interface InstallLayout {
   root: string;
   /** libvirt (>= 6.5) runs every executable in qemu.d; read at libvirtd's start. */
   hook: string;
   unit: string;
-  /** The shim and helper, readable by the user QEMU runs as (libvirt-qemu), not in a checkout. */
+  /** Root's own copy of pvteardown (never a checkout: whoever can write that would be root at the
+   * next guest start), readable by the user QEMU runs as (libvirt-qemu). */
   libDir: string;
+  /** A link to the copy in use (an app-<hash> tree in libDir); swapped by rename, so that a hook or
+   * daemon starting during a re-install finds either the old tree or the new, whole. */
+  current: string;
+  /** Inside the copy, where its own program finds them (src/paths.ts nativePath). */
   shim: string;
   helper: string;
+  hookMain: string;
+  cli: string;
+  /** `pvteardown` on PATH: runs the copy's CLI with the node install checked. */
+  bin: string;
   /** One wrapper per emulator, same base name: `pvteardown enable` points <emulator> here. */
   wrapperDir: string;
   /** What install wrote and which directories it created (for uninstall and re-install). */
@@ -24,13 +36,18 @@ export interface InstallLayout {
 export function installLayout(root = '/'): InstallLayout {
   const at = (p: string) => path.join(path.resolve(root), p);
   const libDir = at('usr/local/lib/pvteardown');
+  const current = path.join(libDir, 'current');
   return {
     root: path.resolve(root),
     hook: at('etc/libvirt/hooks/qemu.d/50-pvteardown'),
     unit: at('etc/systemd/system/pvteardown.service'),
     libDir,
-    shim: path.join(libDir, 'libpvteardown-shim.so'),
-    helper: path.join(libDir, 'pvteardown-helper'),
+    current,
+    shim: path.join(current, 'native', 'build', 'libpvteardown-shim.so'),
+    helper: path.join(current, 'native', 'build', 'pvteardown-helper'),
+    hookMain: path.join(current, 'dist', 'src', 'hook', 'main.js'),
+    cli: path.join(current, 'dist', 'src', 'cli', 'main.js'),
+    bin: at('usr/local/bin/pvteardown'),
     wrapperDir: at('usr/local/libexec/pvteardown'),
     manifest: path.join(libDir, 'installed.json'),
   };

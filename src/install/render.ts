@@ -1,7 +1,5 @@
-// The text files install writes: the hook launcher, the emulator wrappers and the service unit.
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { packageRoot } from '../paths.js';
+// The text files install writes: the hook, `pvteardown` on PATH, the emulator wrappers and the
+// service unit. Each runs only what lies in root's copy, or the node install checked.
 import { MARKER, type InstallLayout } from './layout.js';
 
 /** A word for /bin/sh, whatever characters the path holds. */
@@ -9,38 +7,40 @@ export function shQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-/** systemd's ExecStart splits on spaces and reads quotes and backslashes; a path is quoted whole. */
+/** systemd's ExecStart splits on spaces, reads quotes and backslashes, and expands % specifiers
+ * and $VARIABLES; a path is quoted whole and meant literally. */
 function unitQuote(raw: string): string {
-  const s = raw.replace(/%/g, '%%');
+  const s = raw.replace(/%/g, '%%').replace(/\$/g, '$$$$');
   return /^[\w/.+:@=-]+$/.test(s) ? s : `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 }
 
-export interface Programs {
-  /** Absolute path of node. */
-  node: string;
-  /** dist/src/hook/main.js and dist/src/cli/main.js of this package. */
-  hookMain: string;
-  cli: string;
-}
-
-export function thisPackage(): Programs {
-  return {
-    node: process.execPath,
-    hookMain: path.join(packageRoot, 'dist', 'src', 'hook', 'main.js'),
-    cli: path.join(packageRoot, 'dist', 'src', 'cli', 'main.js'),
-  };
-}
-
-/** hooks/qemu with its NODE, MAIN and SOCKET lines set to absolute values. */
-export function renderHook(p: Programs, socket: string): string {
-  const template = readFileSync(path.join(packageRoot, 'hooks', 'qemu'), 'utf8');
+/** hooks/qemu (`template`) with NODE, MAIN and SOCKET set: the node install checked, the hook of
+ * root's own copy (never a checkout, which is not root's to trust) and the daemon's socket. */
+export function renderHook(template: string, node: string, layout: InstallLayout, socket: string): string {
   const set = (text: string, name: string, value: string) => {
     const re = new RegExp(`^${name}=.*$`, 'm');
     if (!re.test(text)) throw new Error(`hooks/qemu has no ${name}= line to set: is this pvteardown's hook template?`);
     return text.replace(re, () => `${name}=${shQuote(value)}`);
   };
-  const body = set(set(set(template, 'NODE', p.node), 'MAIN', p.hookMain), 'SOCKET', socket);
+  const body = set(set(set(template, 'NODE', node), 'MAIN', layout.hookMain), 'SOCKET', socket);
   return body.replace(/^(#!.*\n)/, `$1# ${MARKER}: written by \`pvteardown install\`, removed by \`pvteardown uninstall\`.\n`);
+}
+
+/** The value a rendered hook's NAME= line holds (undone shQuote), or null without one. */
+export function hookSetting(hook: string, name: 'NODE' | 'MAIN' | 'SOCKET'): string | null {
+  const m = new RegExp(`^${name}=(.*)$`, 'm').exec(hook);
+  if (!m) return null;
+  const v = m[1]!;
+  return /^'.*'$/s.test(v) ? v.slice(1, -1).replace(/'\\''/g, "'") : v;
+}
+
+/** `pvteardown` on PATH. The node is named by the absolute path install checked, not looked up on
+ * the caller's PATH, so `sudo pvteardown` runs nothing a user could have put first on it. */
+export function renderLauncher(node: string, layout: InstallLayout): string {
+  return `#!/bin/sh
+# ${MARKER}: written by \`pvteardown install\`, removed by \`pvteardown uninstall\`.
+exec ${shQuote(node)} ${shQuote(layout.cli)} "$@"
+`;
 }
 
 /** Execs the real emulator in the same PID (libvirt watches that PID) with the shim first in
@@ -56,7 +56,7 @@ exec ${shQuote(emulator)} "$@"
 `;
 }
 
-export function renderUnit(layout: InstallLayout, p: Programs, socket: string): string {
+export function renderUnit(layout: InstallLayout, node: string, socket: string): string {
   return `# ${MARKER}: written by \`pvteardown install\`, removed by \`pvteardown uninstall\`.
 [Unit]
 Description=pvteardown daemon: paced, accounted teardown of exited guests' memory
@@ -67,9 +67,8 @@ StartLimitIntervalSec=0
 
 [Service]
 Type=simple
-Environment=${unitQuote(`PVTEARDOWN_NATIVE_DIR=${layout.libDir}`)}
 # --libvirt: libvirt's lifecycle events arm and queue guests even when a hook call was missed.
-ExecStart=${[p.node, p.cli, '--socket', socket, 'daemon', '--libvirt'].map(unitQuote).join(' ')}
+ExecStart=${[node, layout.cli, '--socket', socket, 'daemon', '--libvirt'].map(unitQuote).join(' ')}
 Restart=always
 RestartSec=1
 # Helpers the daemon starts (mmput-async) must outlive it like every other teardown helper.

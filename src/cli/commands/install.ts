@@ -16,13 +16,18 @@ export function registerInstall(program: Command): void {
   const layout = installLayout();
   program
     .command('install')
-    .summary('install the libvirt hook, emulator wrappers and service unit')
+    .summary('copy pvteardown into a root-owned tree; install the libvirt hook, emulator wrappers and service unit')
     .description(
-      'Install pvteardown for libvirt. Idempotent: run it again after an upgrade or when a QEMU was added. ' +
-        'The socket of the global --socket is written into the hook and the unit. Files are replaced by rename, ' +
-        'so running guests keep the ones they use. Refuses to replace a hook or unit it did not write.',
+      'Install pvteardown for libvirt from this build: the program, its production packages and the native ' +
+        'binaries are copied into a root-owned tree, and everything root runs (hook, unit, wrappers, pvteardown on ' +
+        'PATH) runs from that copy, never from the checkout, so the checkout may move, change or go. Nothing is ' +
+        'downloaded. Idempotent: run it again after an upgrade or when a QEMU was added. The socket of the global ' +
+        '--socket is written into the hook and the unit. Files and the copy are replaced by rename, so running ' +
+        'guests and the daemon keep the ones they use. Refuses to replace a hook, unit or pvteardown on PATH it did ' +
+        'not write, and a node or target directory that anyone but root could change.',
     )
     .option('--root <dir>', ROOT_HELP)
+    .option('--node <path>', 'the node binary root runs pvteardown with (resolved now, written by absolute path; it and every directory above it must be root\'s alone)', process.execPath)
     .addHelpText(
       'after',
       '\nWhat it writes:\n' +
@@ -32,9 +37,13 @@ export function registerInstall(program: Command): void {
         `  ${layout.wrapperDir}/qemu-system-*\n` +
         '      one wrapper per qemu-system-* on PATH: execs the real emulator in the same PID with the\n' +
         "      teardown shim; `pvteardown enable DOMAIN` points a domain's <emulator> at it\n" +
-        `  ${layout.libDir}/\n` +
-        '      the shim library and pvteardown-helper, readable by the user QEMU runs as; installed.json\n' +
-        '      lists what install wrote, for uninstall\n' +
+        `  ${layout.libDir}/app-<hash>/, ${layout.current} -> app-<hash>\n` +
+        '      root\'s copy of pvteardown: dist/src, package.json, the production node_modules, the shim\n' +
+        '      and pvteardown-helper, readable by the user QEMU runs as; a re-install stages a new copy\n' +
+        '      and switches the link (the copy before stays for a daemon still running from it);\n' +
+        `      ${layout.manifest} lists what install wrote, for uninstall\n` +
+        `  ${layout.bin}\n` +
+        '      runs the copy\'s CLI with the node checked at install time\n' +
         `  ${layout.unit}\n` +
         '      runs `pvteardown daemon`, restarted at once whenever it ends (queued helpers wait frozen for it)\n' +
         '\nThen:\n' +
@@ -44,11 +53,12 @@ export function registerInstall(program: Command): void {
         '\nExamples:\n' +
         '  pvteardown install\n' +
         '  pvteardown --socket /run/pvtd.sock install\n' +
-        '  pvteardown install --root /tmp/stage        (a staging tree; a test)\n',
+        '  pvteardown install --root /tmp/stage        (a staging tree; a test)\n' +
+        '  sudo node dist/src/cli/main.js install      (the first install, from a checkout after npm ci)\n',
     )
-    .action((opts: { root?: string }, cmd: Command) => {
+    .action((opts: { root?: string; node: string }, cmd: Command) => {
       const g = globals(cmd);
-      const steps = install({ socket: g.socket, ...(opts.root ? { root: opts.root } : {}) });
+      const steps = install({ socket: g.socket, node: opts.node, ...(opts.root ? { root: opts.root } : {}) });
       show(steps, g.json);
       if (g.json) return;
       if (!steps.some((s) => s.path.startsWith(installLayout(opts.root).wrapperDir + '/'))) {
@@ -65,7 +75,7 @@ export function registerInstall(program: Command): void {
     .summary('remove what install wrote')
     .description(
       'Remove the files `pvteardown install` wrote (those it listed in its manifest; text files only while they still carry ' +
-        "its marker line) and the directories it created, when empty. Idempotent. Disable pvteardown on domains first " +
+        "its marker line), its copies of the program and the directories it created, when empty. Idempotent. Disable pvteardown on domains first " +
         '(`pvteardown disable DOMAIN`): a domain whose <emulator> is a removed wrapper cannot start. Stop the service ' +
         'before, and restart libvirtd after.',
     )
