@@ -1,18 +1,22 @@
 // `pvteardown install | uninstall --root DIR` into a temporary tree: idempotent both ways, the
 // emulator wrapper really runs a program with the installed shim in the same PID, the hook drop-in
-// carries the socket, and uninstall leaves exactly what was there before.
+// carries the socket, and uninstall leaves exactly what was there before. Root runs only its own
+// copy: installed from a copy of the checkout that is then deleted, nothing written names it, and
+// the installed wrapper, hook and CLI still work against a real daemon; a re-install swaps the copy
+// whole under a reader; a node or directory others could change is refused.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, unlinkSync, writeFileSync, type Stats } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import type { Step } from '../../src/install/install.js';
 import { installLayout, wrapperPath } from '../../src/install/layout.js';
-import { nativePath } from '../../src/paths.js';
-import { CLI } from '../support/daemon.js';
-import { helperOf, waitExit } from '../support/system.js';
+import { hookSetting, shQuote } from '../../src/install/render.js';
+import { nativePath, packageRoot, RUNTIME_NATIVE } from '../../src/paths.js';
+import { CLI, startTestDaemon, until, type TestDaemon } from '../support/daemon.js';
+import { helperOf, requireRoot, waitExit } from '../support/system.js';
 
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -25,6 +29,18 @@ function steps(args: string[]): Step[] {
   const r = cli(['--json', ...args]);
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout) as Step[];
+}
+
+/** Every path under `dir` with its lstat, links not followed. */
+function walkAll(dir: string): [string, Stats][] {
+  const out: [string, Stats][] = [];
+  for (const name of readdirSync(dir).sort()) {
+    const p = path.join(dir, name);
+    const st = lstatSync(p);
+    out.push([p, st]);
+    if (st.isDirectory()) out.push(...walkAll(p));
+  }
+  return out;
 }
 
 /** Every path under `dir`, with type, for before/after comparisons. */
@@ -58,16 +74,19 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
   const socket = path.join(root, 'run', 'pvtd test.sock');
   const before = tree(root);
 
-  it('install writes hook, shim, helper, one wrapper per executable qemu-system-*, unit and manifest; again: all unchanged', () => {
+  it('install writes the copy, the link to it, pvteardown on PATH, hook, one wrapper per executable qemu-system-*, unit and manifest; again: all unchanged', () => {
     const first = steps(['--socket', socket, 'install', '--root', root]);
     const wrote = first.filter((s) => s.action === 'wrote').map((s) => s.path).sort();
+    const tree = path.join(layout.libDir, readlinkSync(layout.current));
+    assert.match(path.basename(tree), /^app-[0-9a-f]{16}$/);
     assert.deepEqual(
       wrote,
       [
+        `${tree}/`,
+        layout.current,
+        layout.bin,
         layout.hook,
         layout.manifest,
-        layout.shim,
-        layout.helper,
         wrapperPath('/usr/bin/qemu-system-s390x', root),
         wrapperPath('/usr/bin/qemu-system-x86_64', root),
         layout.unit,
@@ -79,14 +98,23 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
     assert.equal(again.length, first.length);
 
     assert.equal(statSync(layout.hook).mode & 0o777, 0o755);
-    assert.equal(statSync(layout.shim).mode & 0o777, 0o644);
-    assert.equal(statSync(layout.helper).mode & 0o777, 0o755);
-    assert.ok(readFileSync(layout.shim).equals(readFileSync(nativePath('libpvteardown-shim.so'))));
+    assert.equal(statSync(layout.bin).mode & 0o777, 0o755);
+    for (const f of RUNTIME_NATIVE) {
+      const installed = path.join(layout.current, 'native', 'build', f);
+      assert.ok(readFileSync(installed).equals(readFileSync(nativePath(f))), `${installed} is the build's ${f}`);
+      // The linker leaves the shim executable, and the copy keeps what is executable so.
+      assert.equal(statSync(installed).mode & 0o777, 0o755, installed);
+    }
     const unit = readFileSync(layout.unit, 'utf8');
     assert.match(unit, /^Restart=always$/m);
     assert.match(unit, /^RestartSec=1$/m);
-    assert.match(unit, new RegExp(`^ExecStart=${esc(process.execPath)} \\S+/dist/src/cli/main\\.js --socket "${esc(socket)}" daemon --libvirt$`, 'm'));
-    assert.match(unit, new RegExp(`^Environment="PVTEARDOWN_NATIVE_DIR=${esc(layout.libDir)}"$`, 'm'));
+    // systemd would expand the root's $HOME: it is written as $$HOME.
+    const unitWord = (p: string) => `"${p.replace(/\$/g, '$$$$')}"`;
+    assert.equal(
+      unit.split('\n').find((l) => l.startsWith('ExecStart=')),
+      `ExecStart=${realpathSync(process.execPath)} ${unitWord(layout.cli)} --socket ${unitWord(socket)} daemon --libvirt`,
+    );
+    assert.equal(readFileSync(layout.bin, 'utf8').split('\n').at(-2), `exec ${shQuote(realpathSync(process.execPath))} ${shQuote(layout.cli)} "$@"`);
   });
 
   it('systemd accepts the unit (systemd-analyze verify)', (t) => {
@@ -117,7 +145,7 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
       child.stdin!.write('\n');
       assert.match(String((await lines.next()).value), /^READY/);
       assert.ok((await helperOf(child.pid!)) > 0);
-      assert.ok(readFileSync(`/proc/${child.pid}/maps`, 'utf8').includes(layout.shim), 'the installed shim is mapped');
+      assert.ok(readFileSync(`/proc/${child.pid}/maps`, 'utf8').includes(realpathSync(layout.shim)), 'the installed shim is mapped');
     } finally {
       child.kill('SIGKILL');
       await waitExit(child.pid!);
@@ -194,8 +222,13 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
       const r = spawnSync('/bin/sh', ['-c', 'umask 077; exec "$0" "$@"', process.execPath, CLI, 'install', '--root', strict], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
       const l = installLayout(strict);
-      for (const [p, mode] of [[l.shim, 0o644], [l.helper, 0o755], [l.libDir, 0o755], [l.hook, 0o755], [path.dirname(l.hook), 0o755]] as const) {
+      for (const [p, mode] of [[l.shim, 0o755], [l.helper, 0o755], [l.libDir, 0o755], [l.hook, 0o755], [path.dirname(l.hook), 0o755], [l.bin, 0o755]] as const) {
         assert.equal(statSync(p).mode & 0o777, mode, p);
+      }
+      // The whole copy: QEMU's user walks into it for the shim, node for every module.
+      for (const [p, st] of walkAll(l.libDir)) {
+        if (st.isDirectory()) assert.equal(st.mode & 0o777, 0o755, p);
+        else if (st.isFile()) assert.ok([0o644, 0o755].includes(st.mode & 0o777), `${p}: mode ${(st.mode & 0o777).toString(8)}`);
       }
     } finally {
       rmSync(strict, { recursive: true, force: true });
@@ -211,6 +244,257 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
       assert.equal(r.stderr, `pvteardown: cannot create directory ${file}/usr (ENOTDIR)\n`);
     } finally {
       unlinkSync(file);
+    }
+  });
+});
+
+/** [start, end) of each .debug* section of a 64-bit little-endian ELF file; none for anything else. */
+function elfDebugSections(b: Buffer): [number, number][] {
+  if (b.length < 64 || b.readUInt32BE(0) !== 0x7f454c46 || b[4] !== 2 || b[5] !== 1) return [];
+  const shoff = Number(b.readBigUInt64LE(0x28));
+  const size = b.readUInt16LE(0x3a);
+  const count = b.readUInt16LE(0x3c);
+  const section = (i: number) => ({ name: b.readUInt32LE(shoff + i * size), offset: Number(b.readBigUInt64LE(shoff + i * size + 0x18)), size: Number(b.readBigUInt64LE(shoff + i * size + 0x20)) });
+  const names = section(b.readUInt16LE(0x3e));
+  const out: [number, number][] = [];
+  for (let i = 0; i < count; i++) {
+    const s = section(i);
+    const name = b.toString('latin1', names.offset + s.name, b.indexOf(0, names.offset + s.name));
+    if (name.startsWith('.debug')) out.push([s.offset, s.offset + s.size]);
+  }
+  return out;
+}
+
+/** A checkout as `npm ci` leaves it (what install reads from one), copied to a directory of its
+ * own; `edit` changes the copy, for a second version. Dev-only packages go only with `dev`. */
+function copyCheckout(prefix: string, opts: { dev?: boolean; edit?: (dir: string) => void } = {}): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  for (const rel of ['package.json', 'hooks', path.join('dist', 'src'), path.join('native', 'build'), 'node_modules']) {
+    cpSync(path.join(packageRoot, rel), path.join(dir, rel), {
+      recursive: true,
+      verbatimSymlinks: true,
+      filter: (src) => opts.dev === true || !/[\\/]node_modules[\\/](typescript|@types)([\\/]|$)/.test(src),
+    });
+  }
+  opts.edit?.(dir);
+  return dir;
+}
+
+function cliOf(checkout: string, args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [path.join(checkout, 'dist', 'src', 'cli', 'main.js'), ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('install from a checkout that is then deleted: root runs only its own copy', { concurrency: false }, () => {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'pvteardown-install-copy-'));
+  const runDir = mkdtempSync(path.join(os.tmpdir(), 'pvteardown-install-run-'));
+  const layout = installLayout(root);
+  const node = realpathSync(process.execPath);
+  mkdirSync(path.join(root, 'usr', 'bin'), { recursive: true });
+  copyFileSync(nativePath('pvteardown-fakeguest'), path.join(root, 'usr', 'bin', 'qemu-system-x86_64'));
+  const before = tree(root);
+  let d: TestDaemon | null = null;
+  let checkout = '';
+  const cleanups: string[] = [root, runDir];
+  after(async () => {
+    await d?.cleanup();
+    for (const dir of cleanups) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('install from a copy of the checkout, then the copy deleted: no file written names the checkout or the copy', async (t) => {
+    if (!requireRoot(t)) return;
+    d = await startTestDaemon();
+    checkout = copyCheckout('pvteardown-checkout-', { dev: true });
+    cleanups.push(checkout);
+    const r = cliOf(checkout, ['--socket', d.socket, 'install', '--root', root]);
+    assert.equal(r.code, 0, r.stderr);
+    rmSync(checkout, { recursive: true, force: true });
+
+    const files = walkAll(root);
+    assert.ok(files.length > 100, `the copy is written: ${files.length} entries`);
+    for (const [p, st] of files) {
+      const text = st.isSymbolicLink() ? Buffer.from(readlinkSync(p)) : st.isFile() ? readFileSync(p) : Buffer.alloc(0);
+      for (const gone of [checkout, packageRoot]) {
+        const debug = elfDebugSections(text);
+        for (let at = text.indexOf(gone); at !== -1; at = text.indexOf(gone, at + 1)) {
+          // Only the compiler's note of where it ran (DWARF's comp_dir), which nothing executes or opens.
+          assert.ok(debug.some(([from, to]) => at >= from && at < to), `${p} names ${gone} at byte ${at}`);
+        }
+      }
+    }
+    // What root executes, word by word: the node install checked, and paths under the install root.
+    const hook = readFileSync(layout.hook, 'utf8');
+    assert.equal(hookSetting(hook, 'NODE'), node);
+    assert.equal(hookSetting(hook, 'MAIN'), layout.hookMain);
+    assert.equal(hookSetting(hook, 'SOCKET'), d.socket);
+    assert.ok(layout.hookMain.startsWith(`${root}/`));
+    assert.equal(readFileSync(layout.bin, 'utf8').split('\n').at(-2), `exec ${shQuote(node)} ${shQuote(layout.cli)} "$@"`);
+    const wrapper = readFileSync(wrapperPath('/usr/bin/qemu-system-x86_64', root), 'utf8');
+    assert.match(wrapper, new RegExp(`^LD_PRELOAD=${esc(shQuote(layout.shim))}\\$`, 'm'));
+    assert.match(wrapper, new RegExp(`^exec ${esc(shQuote(path.join(root, 'usr', 'bin', 'qemu-system-x86_64')))} "\\$@"$`, 'm'));
+    const exec = readFileSync(layout.unit, 'utf8').split('\n').find((l) => l.startsWith('ExecStart='));
+    assert.equal(exec, `ExecStart=${node} ${layout.cli} --socket ${d.socket} daemon --libvirt`);
+  });
+
+  it('the copy is root\'s alone (root-owned, nothing group- or other-writable) and holds exactly the production packages npm lists', (t) => {
+    if (!requireRoot(t) || !d) return;
+    for (const [p, st] of walkAll(layout.libDir)) {
+      assert.equal(st.uid, 0, `${p} is owned by uid ${st.uid}`);
+      if (!st.isSymbolicLink()) assert.equal(st.mode & 0o022, 0, `${p}: mode ${(st.mode & 0o7777).toString(8)}`);
+    }
+    const tree = realpathSync(layout.current);
+    const copied = readdirSync(path.join(tree, 'node_modules')).flatMap((n) => (n.startsWith('@') ? readdirSync(path.join(tree, 'node_modules', n)).map((m) => `${n}/${m}`) : [n]));
+    const npm = spawnSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: packageRoot, encoding: 'utf8' });
+    if (npm.error) {
+      const why = `needs npm to compare with: ${npm.error.message}`;
+      process.stderr.write(`SKIPPED ${t.name}: ${why}\n`);
+      return t.skip(why);
+    }
+    const listed = npm.stdout.split('\n').filter(Boolean).slice(1).map((p) => path.relative(path.join(packageRoot, 'node_modules'), p));
+    assert.deepEqual(copied.sort(), listed.sort());
+    assert.ok(!copied.includes('typescript'), 'no dev dependency');
+  });
+
+  it('the installed wrapper, hook and CLI work with the checkout gone: a guest through the wrapper is armed by the hook at started, admission answers at prepare, the CLI lists it', async (t) => {
+    if (!requireRoot(t) || !d) return;
+    const daemon = d;
+    const guest = spawn(wrapperPath('/usr/bin/qemu-system-x86_64', root), ['--mib', '32', '--hold'], { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, LD_PRELOAD: '' } });
+    try {
+      const lines = createInterface({ input: guest.stdout! })[Symbol.asyncIterator]();
+      assert.equal(String((await lines.next()).value), `STARTED ${guest.pid}`);
+      guest.stdin!.write('\n');
+      assert.match(String((await lines.next()).value), /^READY/);
+      assert.ok(readFileSync(`/proc/${guest.pid}/maps`, 'utf8').includes(`${realpathSync(layout.shim)}\n`), 'the shim of the copy is mapped');
+      writeFileSync(path.join(runDir, 'ic1.pid'), String(guest.pid));
+      // The socket is the one install wrote into the hook, not the environment's.
+      const env = { ...process.env, PVTEARDOWN_SOCKET: '', PVTEARDOWN_LIBVIRT_RUN_DIR: runDir, PVTEARDOWN_HOOK_WAIT: '1' };
+      const xml = (name: string, mem: string) => `<domain type='kvm'><name>${name}</name><memory unit='${mem}'>64</memory><devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices></domain>`;
+      const hook = (args: string[], input: string) => spawnSync(layout.hook, args, { input, encoding: 'utf8', env });
+
+      const started = hook(['ic1', 'started', 'begin', '-'], xml('ic1', 'MiB'));
+      assert.equal(started.status, 0);
+      assert.equal(started.stdout + started.stderr, '');
+      const armed = (await daemon.list()).filter((v) => v.guest === 'ic1');
+      assert.equal(armed.length, 1, JSON.stringify(armed));
+      assert.equal(armed[0]!.state, 'armed');
+      assert.equal(armed[0]!.pid, guest.pid);
+      assert.equal(armed[0]!.helperPid, await helperOf(guest.pid!));
+
+      const prepare = hook(['ic2', 'prepare', 'begin', '-'], xml('ic2', 'TiB'));
+      assert.equal(prepare.status, 0);
+      assert.match(prepare.stderr, /^pvteardown hook: guest ic2: 65536\.0 GiB .* does not fit .*\(policy warn: starting anyway\)\n$/);
+
+      const pvteardown = (args: string[]) => spawnSync(layout.bin, args, { encoding: 'utf8' });
+      const list = pvteardown(['--socket', daemon.socket, '--json', 'list']);
+      assert.equal(list.status, 0, list.stderr);
+      assert.ok((JSON.parse(list.stdout) as { guest?: string }[]).some((v) => v.guest === 'ic1'), list.stdout);
+      const status = pvteardown(['--socket', daemon.socket, 'status']);
+      assert.equal(status.status, 0, status.stderr);
+      assert.match(status.stdout, new RegExp(`${daemon.process.pid}`));
+      // The unit's daemon entry starts from the copy too.
+      const [unitNode, unitMain] = readFileSync(layout.unit, 'utf8').split('\n').find((l) => l.startsWith('ExecStart='))!.slice('ExecStart='.length).split(' ');
+      const help = spawnSync(unitNode!, [unitMain!, 'daemon', '--help'], { encoding: 'utf8' });
+      assert.equal(help.status, 0, help.stderr);
+      assert.match(help.stdout, /--cpu/);
+    } finally {
+      guest.kill('SIGKILL');
+      await waitExit(guest.pid!);
+    }
+    await until('the teardown done', () => daemon.list(), (rows) => rows.find((v) => v.guest === 'ic1')?.state === 'done');
+  });
+
+  it('a re-install swaps the copy whole: a reader never finds the current tree missing or partial; the tree before stays, the one before that goes', async (t) => {
+    if (!requireRoot(t) || !d) return;
+    const version = (v: string) => (dir: string) => {
+      const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { version: string };
+      writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ ...pkg, version: v }, null, 2));
+    };
+    const b = copyCheckout('pvteardown-checkout-b-', { edit: version('0.1.0-b') });
+    const c = copyCheckout('pvteardown-checkout-c-', { edit: version('0.1.0-c') });
+    cleanups.push(b, c);
+    const treeOf = () => readlinkSync(layout.current);
+    const first = treeOf();
+    // Reads what a starting hook and daemon read, as fast as it can, while installs swap the copy.
+    const reader = spawn('/bin/sh', ['-c', 'n=0; while :; do for f in dist/src/hook/main.js dist/src/cli/main.js node_modules/commander/package.json native/build/libpvteardown-shim.so package.json; do [ -r "$0/$f" ] || echo "MISSING $f"; done; n=$((n+1)); [ -e "$0.stop" ] && { echo "ROUNDS $n"; exit 0; }; done', layout.current], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    reader.stdout.on('data', (x) => (out += x));
+    const ended = new Promise((r) => reader.once('exit', r));
+    const stop = `${layout.current}.stop`;
+    try {
+      for (const from of [b, packageRoot, b]) {
+        const r = cliOf(from, ['--socket', d.socket, 'install', '--root', root]);
+        assert.equal(r.code, 0, r.stderr);
+      }
+    } finally {
+      writeFileSync(stop, '');
+      await ended;
+      rmSync(stop);
+    }
+    assert.doesNotMatch(out, /MISSING/);
+    assert.match(out, /^ROUNDS [1-9]\d*\n$/);
+    const second = treeOf();
+    assert.notEqual(second, first);
+    assert.equal((JSON.parse(readFileSync(path.join(layout.current, 'package.json'), 'utf8')) as { version: string }).version, '0.1.0-b');
+    const apps = () => readdirSync(layout.libDir).filter((n) => n.startsWith('app-')).sort();
+    assert.deepEqual(apps(), [first, second].sort(), 'the tree in use before stays; nothing staged is left');
+    assert.deepEqual(readdirSync(layout.libDir).filter((n) => n.startsWith('.')), []);
+    const r = cliOf(c, ['--socket', d.socket, 'install', '--root', root]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(apps(), [second, treeOf()].sort(), 'the oldest copy is removed');
+  });
+
+  it('uninstall leaves nothing of what install wrote (all copies included)', (t) => {
+    if (!requireRoot(t) || !d) return;
+    const r = cli(['uninstall', '--root', root]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(tree(root), before);
+  });
+});
+
+describe('install refuses what would let others change what root runs', () => {
+  it('a node in a directory others can write: one line naming it and what would do, nothing written', (t) => {
+    if (!requireRoot(t)) return;
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'pvteardown-install-node-'));
+    const root = mkdtempSync(path.join(os.tmpdir(), 'pvteardown-install-refuse-'));
+    try {
+      const open = path.join(dir, 'bin');
+      mkdirSync(open);
+      chmodSync(open, 0o777);
+      writeFileSync(path.join(open, 'node'), `#!/bin/sh\nexec ${process.execPath} "$@"\n`, { mode: 0o755 });
+      const r = cli(['install', '--root', root, '--node', path.join(open, 'node')]);
+      assert.equal(r.code, 1);
+      assert.equal(
+        r.stderr,
+        `pvteardown: --node ${open}/node: root would run ${open}/node, but ${open} is writable by its group or others (mode 0777): install node where only root can change it (e.g. the distribution's /usr/bin/node) and pass that as --node\n`,
+      );
+      chmodSync(open, 0o755);
+      chmodSync(path.join(open, 'node'), 0o755);
+      spawnSync('chown', ['12345', path.join(open, 'node')]);
+      const owned = cli(['install', '--root', root, '--node', path.join(open, 'node')]);
+      assert.equal(owned.code, 1);
+      assert.match(owned.stderr, new RegExp(`^pvteardown: --node .*: root would run .*, but ${esc(open)}/node is owned by uid 12345: .*\\n$`));
+      assert.deepEqual(readdirSync(root), []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('a target directory others can write (the prefix\'s parent): one line, nothing written', (t) => {
+    if (!requireRoot(t)) return;
+    const root = mkdtempSync(path.join(os.tmpdir(), 'pvteardown-install-open-'));
+    try {
+      mkdirSync(path.join(root, 'usr', 'local'), { recursive: true });
+      chmodSync(path.join(root, 'usr', 'local'), 0o775);
+      const r = cli(['install', '--root', root]);
+      assert.equal(r.code, 1);
+      assert.equal(
+        r.stderr,
+        `pvteardown: cannot install ${installLayout(root).libDir}: ${root}/usr/local is writable by its group or others (mode 0775), so others could change what root runs there: make it root's alone (chmod go-w, chown root), or pass --root DIR\n`,
+      );
+      assert.deepEqual(tree(root), ['usr/', 'usr/local/']);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
     }
   });
 });
