@@ -5,7 +5,13 @@ import { fileURLToPath } from 'node:url';
 /** The package root: this file is dist/src/paths.js once built. */
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-export type NativeFile = 'libpvteardown-shim.so' | 'pvteardown-helper' | 'pvteardown-fakeguest' | 'pvteardown-deny-devices';
+export type NativeFile =
+  | 'libpvteardown-shim.so'
+  | 'pvteardown-helper'
+  | 'pvteardown-fakeguest'
+  | 'pvteardown-deny-devices'
+  | 'pvteardown-fakevmm'
+  | 'pvteardown-kvm-holder';
 
 /** What the program runs or preloads outside the tests: `pvteardown install` copies exactly these. */
 export const RUNTIME_NATIVE = ['libpvteardown-shim.so', 'pvteardown-helper', 'pvteardown-deny-devices'] as const satisfies readonly NativeFile[];
