@@ -1,10 +1,13 @@
 // `pvteardown doctor`: is this host ready? Each check says what is wrong and how to fix it.
-import { accessSync, constants, existsSync, readdirSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { detectHostLayout } from '../../cgroup/index.js';
 import type { StatusView } from '../../daemon/api.js';
 import { installLayout } from '../../install/layout.js';
+import { hookSetting } from '../../install/render.js';
+import { currentTree } from '../../install/tree.js';
+import { othersCanChange } from '../../install/trusted-path.js';
 import { nativePath } from '../../paths.js';
 import { openSys } from '../../sys/index.js';
 import { askDaemon } from '../ask-daemon.js';
@@ -20,7 +23,6 @@ interface Check {
   essential: boolean;
 }
 
-
 function onPath(prefix: string): string[] {
   return (process.env.PATH ?? '').split(':').flatMap((dir) => {
     try {
@@ -31,7 +33,44 @@ function onPath(prefix: string): string[] {
   });
 }
 
-async function checks(cmd: Command): Promise<Check[]> {
+/** What root runs must be root's own copy and a node only root can change (see src/install/). */
+function installChecks(root: string | undefined): Check[] {
+  const layout = installLayout(root);
+  const out: Check[] = [];
+  const tree = currentTree(layout);
+  const copied = tree !== null && existsSync(layout.cli);
+  out.push({ name: 'installed copy', ok: copied, detail: copied ? `${layout.current} -> ${tree}` : `no copy at ${layout.current}`, fix: 'pvteardown install', essential: false });
+  let text: string;
+  try {
+    text = readFileSync(layout.hook, 'utf8');
+  } catch {
+    out.push({ name: 'libvirt hook', ok: false, detail: `no ${layout.hook}`, fix: 'pvteardown install, then restart libvirtd', essential: false });
+    return out;
+  }
+  const main = hookSetting(text, 'MAIN') ?? '(no MAIN= line)';
+  const own = main === layout.hookMain && existsSync(main);
+  out.push({
+    name: 'libvirt hook',
+    ok: own,
+    detail: own
+      ? `${layout.hook} runs ${main}`
+      : `${layout.hook} runs ${main}, not root's copy ${layout.hookMain}: whoever can change that file is root at the next guest start, and when it moves guests go unmanaged`,
+    fix: 'pvteardown install again (it copies the program and rewrites the hook), then restart libvirtd',
+    essential: false,
+  });
+  const node = hookSetting(text, 'NODE') ?? '(no NODE= line)';
+  const why = path.isAbsolute(node) ? othersCanChange(node) : `it is looked up on PATH`;
+  out.push({
+    name: 'hook node',
+    ok: why === null,
+    detail: why === null ? node : `${node}: ${why}, so others could change what root runs`,
+    fix: "install node where only root can change it (e.g. the distribution's /usr/bin/node), then pvteardown install --node PATH",
+    essential: false,
+  });
+  return out;
+}
+
+async function checks(cmd: Command, root: string | undefined): Promise<Check[]> {
   const out: Check[] = [];
   const add = (c: Check) => out.push(c);
   const executable = (file: string) => {
@@ -67,17 +106,17 @@ async function checks(cmd: Command): Promise<Check[]> {
   add({ name: 'libvirt', ok: existsSync('/run/libvirt/libvirt-sock'), detail: '/run/libvirt/libvirt-sock', fix: 'start libvirtd to manage guests through libvirt', essential: false });
   const qemus = onPath('qemu-system-');
   add({ name: 'QEMU', ok: qemus.length > 0, detail: qemus.join(', ') || 'no qemu-system-* on PATH', fix: 'install QEMU (e.g. qemu-system-x86, qemu-system-s390x)', essential: false });
-  const hook = installLayout().hook;
-  add({ name: 'libvirt hook', ok: existsSync(hook), detail: hook, fix: 'pvteardown install, then restart libvirtd', essential: false });
+  out.push(...installChecks(root));
   return out;
 }
 
 export function registerDoctor(program: Command): void {
   program
     .command('doctor')
-    .description('check that this host can run pvteardown: binaries, kernel features, cgroups, daemon, libvirt, QEMU, hook; each problem with its fix. Exit 1 when an essential check fails')
-    .action(async (_opts: object, cmd: Command) => {
-      const results = await checks(cmd);
+    .description('check that this host can run pvteardown: binaries, kernel features, cgroups, daemon, libvirt, QEMU, the installed copy, hook and its node; each problem with its fix. Exit 1 when an essential check fails')
+    .option('--root <dir>', 'check the install under DIR (as `pvteardown install --root DIR` wrote it) instead of the one at /')
+    .action(async (opts: { root?: string }, cmd: Command) => {
+      const results = await checks(cmd, opts.root);
       if (globals(cmd).json) printJson(results);
       else {
         for (const c of results) {
