@@ -166,6 +166,24 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
     assert.equal(migrate.stdout + migrate.stderr, '');
   });
 
+  it('doctor --root DIR: the copy, a hook that runs it and its node pass; a hook that runs a checkout (an older install) warns with the fix', () => {
+    const doctor = () => cli(['--socket', socket, 'doctor', '--root', root]).stdout;
+    const good = doctor();
+    assert.match(good, new RegExp(`^ok +installed copy +${esc(layout.current)} -> ${esc(layout.libDir)}/app-[0-9a-f]{16}$`, 'm'));
+    assert.match(good, new RegExp(`^ok +libvirt hook +${esc(layout.hook)} runs ${esc(layout.hookMain)}$`, 'm'));
+    assert.match(good, new RegExp(`^ok +hook node +${esc(realpathSync(process.execPath))}$`, 'm'));
+    const hook = readFileSync(layout.hook, 'utf8');
+    const old = path.join(packageRoot, 'dist', 'src', 'hook', 'main.js');
+    writeFileSync(layout.hook, hook.replace(/^MAIN=.*$/m, `MAIN=${shQuote(old)}`).replace(/^NODE=.*$/m, 'NODE=node'));
+    try {
+      const bad = doctor();
+      assert.match(bad, new RegExp(`^warn +libvirt hook +${esc(layout.hook)} runs ${esc(old)}, not root's copy ${esc(layout.hookMain)}: .*\n +fix: pvteardown install again`, 'm'));
+      assert.match(bad, /^warn +hook node +node: it is looked up on PATH, .*\n +fix: /m);
+    } finally {
+      writeFileSync(layout.hook, hook);
+    }
+  });
+
   it('a qemu-system-* gone since the last install loses its wrapper on the next one', () => {
     const s390 = path.join(bin, 'qemu-system-s390x');
     const saved = readFileSync(s390);
