@@ -39,7 +39,7 @@ export function registerInstall(program: Command): void {
         "      teardown shim; `pvteardown enable DOMAIN` points a domain's <emulator> at it\n" +
         `  ${layout.libDir}/app-<hash>/, ${layout.current} -> app-<hash>\n` +
         '      root\'s copy of pvteardown: dist/src, package.json, the production node_modules, the shim\n' +
-        '      and pvteardown-helper, readable by the user QEMU runs as; a re-install stages a new copy\n' +
+        '      and the native helpers, readable by the user QEMU runs as; a re-install stages a new copy\n' +
         '      and switches the link (the copy before stays for a daemon still running from it);\n' +
         `      ${layout.manifest} lists what install wrote, for uninstall\n` +
         `  ${layout.bin}\n` +
@@ -54,7 +54,7 @@ export function registerInstall(program: Command): void {
         '  pvteardown install\n' +
         '  pvteardown --socket /run/pvtd.sock install\n' +
         '  pvteardown install --root /tmp/stage        (a staging tree; a test)\n' +
-        '  sudo node dist/src/cli/main.js install      (the first install, from a checkout after npm ci)\n',
+        '  sudo "$(command -v node)" dist/src/cli/main.js install    (the first one, in a checkout after npm ci)\n',
     )
     .action((opts: { root?: string; node: string }, cmd: Command) => {
       const g = globals(cmd);
