@@ -220,10 +220,16 @@ export function install(opts: InstallOptions): Step[] {
   } catch (err) {
     failure = err;
   }
-  // Also after a failure: what was written is listed, so that uninstall still finds it.
+  // Also after a failure: what was written is listed, so that uninstall still finds it, and what
+  // the install before wrote stays listed, as nothing replaced it yet.
   if (w.steps.length || trees.size) {
-    const files = [...w.steps.map((s) => s.path), ...(trees.size ? [layout.current] : []), layout.manifest];
-    const manifest = { [MARKER]: true, files, dirs: [...new Set([...previous.dirs, ...w.createdDirs])], trees: [...trees] };
+    const files = [...(failure ? previous.files : []), ...w.steps.map((s) => s.path), ...(trees.size ? [layout.current] : [])];
+    const manifest = {
+      [MARKER]: true,
+      files: [...new Set([...files.filter((f) => f !== layout.manifest), layout.manifest])],
+      dirs: [...new Set([...previous.dirs, ...w.createdDirs])],
+      trees: [...new Set([...(failure ? previous.trees : []), ...trees])],
+    };
     try {
       w.write(layout.manifest, JSON.stringify(manifest, null, 1) + '\n', 0o644);
     } catch (err) {
