@@ -8,6 +8,18 @@
  */
 #include <asm/unistd.h>
 
+/* One object without the landing pads and the GNU property note turns x86 IBT/shadow stacks or
+ * aarch64 BTI off for every object of the process, so this file says what the compiler says for
+ * C: <cet.h> does it on x86 when -fcf-protection defines __CET__; aarch64 has no such header. */
+#if defined(__x86_64__)
+#include <cet.h>
+#define LANDING_PAD _CET_ENDBR
+#elif defined(__aarch64__) && defined(__ARM_FEATURE_BTI_DEFAULT)
+#define LANDING_PAD hint #34	/* bti c, spelled so that any -march assembles it */
+#else
+#define LANDING_PAD
+#endif
+
 	.text
 	.globl	pvtd_clone
 	.hidden	pvtd_clone
@@ -16,6 +28,7 @@
 #if defined(__x86_64__)
 /* rdi=flags rsi=stack rdx=fn rcx=arg; kernel: clone(flags, newsp, ptid, ctid, tls) */
 pvtd_clone:
+	LANDING_PAD
 	subq	$16, %rsi
 	movq	%rdx, 0(%rsi)		/* fn and arg travel on the child's stack */
 	movq	%rcx, 8(%rsi)
@@ -39,6 +52,7 @@ pvtd_clone:
 #elif defined(__aarch64__)
 /* x0=flags x1=stack x2=fn x3=arg; kernel: clone(flags, newsp, ptid, tls, ctid) */
 pvtd_clone:
+	LANDING_PAD
 	stp	x2, x3, [x1, #-16]!
 	mov	x2, xzr
 	mov	x3, xzr
@@ -85,3 +99,26 @@ pvtd_clone:
 #endif
 	.size	pvtd_clone, . - pvtd_clone
 	.section .note.GNU-stack, "", %progbits
+
+#if defined(__aarch64__) && (defined(__ARM_FEATURE_BTI_DEFAULT) || defined(__ARM_FEATURE_PAC_DEFAULT))
+/* GNU_PROPERTY_AARCH64_FEATURE_1_AND: BTI (1), as the pad above provides; PAC (2), as nothing here
+ * stores a return address in memory (the child never returns, the parent's x30 stays in x30). */
+#if defined(__ARM_FEATURE_BTI_DEFAULT) && defined(__ARM_FEATURE_PAC_DEFAULT)
+#define AARCH64_FEATURES 3
+#elif defined(__ARM_FEATURE_BTI_DEFAULT)
+#define AARCH64_FEATURES 1
+#else
+#define AARCH64_FEATURES 2
+#endif
+	.pushsection .note.gnu.property, "a"
+	.balign	8
+	.long	4			/* name size: "GNU\0" */
+	.long	16			/* descriptor size */
+	.long	5			/* NT_GNU_PROPERTY_TYPE_0 */
+	.asciz	"GNU"
+	.long	0xc0000000		/* GNU_PROPERTY_AARCH64_FEATURE_1_AND */
+	.long	4
+	.long	AARCH64_FEATURES
+	.long	0			/* pad to 8 */
+	.popsection
+#endif
