@@ -5,14 +5,20 @@
  * state, so it is built freestanding and uses raw system calls only: no errno, no TLS, no stack
  * protector canary, no PLT. It touches no memory outside its own mapping except the read-only
  * text of this library.
+ *
+ * Sharing the memory means the program can rewrite the helper's stack and arguments at will, so
+ * the helper trusts nothing it reads there: before the program's main may run, it confines itself
+ * with a seccomp filter (seccomp-filter.c) to waiting, reading its maps, munmap, kcmp and exit.
  */
 #include <linux/kcmp.h>
 #include <linux/sched.h>
 #include <linux/prctl.h>
+#include <linux/resource.h>
 #include <poll.h>
 #include <fcntl.h>
 
 #include "raw-syscall.h"
+#include "seccomp-filter.h"
 #include "shim.h"
 
 #ifndef __NR_close_range
@@ -114,16 +120,16 @@ static int line_is_big_anonymous(const struct pvtd_helper_args *a, const char *l
 	return *hi <= a->stack_lo || *lo >= a->stack_hi;
 }
 
-/* Finds the first big anonymous mapping still present; 0 when none is left. */
-static int find_big_anonymous(const struct pvtd_helper_args *a, unsigned long *lo, unsigned long *hi)
+/* Finds the first big anonymous mapping still present; 0 when none is left. The descriptor was
+ * opened before the filter went on: the helper may no longer open anything. */
+static int find_big_anonymous(const struct pvtd_helper_args *a, int maps_fd, unsigned long *lo, unsigned long *hi)
 {
 	char buf[2048], line[LINE_MAX_KEPT];
-	int fd = (int)raw_syscall3(__NR_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (raw_syscall3(__NR_lseek, maps_fd, 0, 0 /* SEEK_SET */) != 0)
 		return 0;
 	int found = 0, len = 0;
 	long n;
-	while (!found && (n = raw_syscall3(__NR_read, fd, buf, sizeof(buf))) > 0) {
+	while (!found && (n = raw_syscall3(__NR_read, maps_fd, buf, sizeof(buf))) > 0) {
 		for (long i = 0; i < n && !found; i++) {
 			if (buf[i] != '\n') {
 				if (len < LINE_MAX_KEPT - 1)
@@ -135,16 +141,15 @@ static int find_big_anonymous(const struct pvtd_helper_args *a, unsigned long *l
 			found = line_is_big_anonymous(a, line, lo, hi);
 		}
 	}
-	raw_syscall1(__NR_close, fd);
 	return found;
 }
 
 /* exit_mmap runs to its end in the kernel and is charged to the cgroup only afterwards; munmap in
  * chunks returns to user space between chunks, where a CPU limit can throttle the helper. */
-__attribute__((noreturn)) static void tear_down(const struct pvtd_helper_args *a)
+__attribute__((noreturn)) static void tear_down(const struct pvtd_helper_args *a, int maps_fd)
 {
 	unsigned long lo, hi;
-	while (find_big_anonymous(a, &lo, &hi)) {
+	while (find_big_anonymous(a, maps_fd, &lo, &hi)) {
 		for (unsigned long at = lo; at < hi; at += a->chunk_bytes) {
 			unsigned long len = hi - at < a->chunk_bytes ? hi - at : a->chunk_bytes;
 			if (raw_syscall2(__NR_munmap, at, len) < 0)
@@ -156,25 +161,53 @@ __attribute__((noreturn)) static void tear_down(const struct pvtd_helper_args *a
 
 /* The exec pipe hung up: the program exec'd another image (the write end was O_CLOEXEC), or it is
  * exiting (its files close after its mm is gone but before its pidfd turns readable), or it closed
- * or replaced that descriptor itself. Only in the last case is our mm still the program's (kcmp
- * says so) and we keep waiting. After an exec or an exit alike the mm is ours alone to free: in
- * chunks, so that pacing holds (an exec'd-away image is small; an exiting guest is not). Without
- * kcmp we cannot tell, and tear down: holding an image that is gone would keep its memory. */
-static int mm_still_programs(const struct pvtd_helper_args *a)
+ * or replaced that descriptor itself. After an exec or an exit the mm is ours alone to free: in
+ * chunks, so that pacing holds (an exec'd-away image is small; an exiting guest is not). Only a
+ * kcmp that says "different" proves that: when it fails (no CONFIG_KCMP, or EPERM on a program
+ * that made itself non-dumpable) the mm may still be the program's, live, and unmapping it would
+ * destroy the program. Then we wait for its exit instead: holding an image that is gone until the
+ * program exits costs memory, never the program. */
+static int mm_no_longer_programs(int self, int target)
 {
-	long self = raw_syscall0(__NR_getpid);
-	long same = raw_syscall5(__NR_kcmp, self, a->target_pid, KCMP_VM, 0, 0);
-	return same == 0;
+	return raw_syscall5(__NR_kcmp, self, target, KCMP_VM, 0, 0) > 0;
+}
+
+/* RLIMIT_CORE is the helper's own (no CLONE_THREAD), and 1 stops the kernel from dumping the
+ * shared mm, i.e. the program's memory, when the filter kills the helper: too small for a core
+ * file, and the value that a pipe in core_pattern refuses. */
+static void no_core_dumps(void)
+{
+	struct rlimit64 one = { .rlim_cur = 1, .rlim_max = 1 };
+	raw_syscall5(__NR_prlimit64, 0, RLIMIT_CORE, &one, 0, 0);
+}
+
+__attribute__((noreturn)) static void give_up(struct pvtd_helper_args *a, int step, long err)
+{
+	a->failed_step = step;
+	__atomic_store_n(&a->state, (int)err, __ATOMIC_RELEASE);
+	helper_exit(1);
 }
 
 int pvtd_helper_main(void *arg)
 {
-	const struct pvtd_helper_args *a = arg;
+	struct pvtd_helper_args *a = arg;
 	int exec_fd = a->exec_fd;
 
 	close_all_except(a->pidfd, exec_fd);
 	raw_syscall1(__NR_chdir, "/");	/* do not pin the program's working directory's mount */
 	set_name(a->target_pid);
+	no_core_dumps();
+	int maps_fd = (int)raw_syscall3(__NR_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (maps_fd < 0)
+		give_up(a, PVTD_STEP_MAPS, maps_fd);
+	int self = (int)raw_syscall0(__NR_getpid);
+	struct pvtd_confinement c = { .maps_fd = maps_fd, .self_pid = self, .target_pid = a->target_pid };
+	long confined = pvtd_confine(&c);
+	if (confined < 0)
+		give_up(a, PVTD_STEP_FILTER, confined);
+	__atomic_store_n(&a->state, PVTD_HELPER_CONFINED, __ATOMIC_RELEASE);
+	if (a->test_forbidden_call)
+		raw_syscall0(__NR_getpid);	/* test only: the filter kills the helper here */
 
 	for (;;) {
 		struct pollfd fds[2] = {
@@ -185,12 +218,11 @@ int pvtd_helper_main(void *arg)
 		if (r < 0)
 			continue;	/* EINTR from a freeze/thaw; every signal is blocked */
 		if (fds[0].revents & POLLIN)
-			tear_down(a);
+			tear_down(a, maps_fd);
 		if (exec_fd >= 0 && fds[1].revents) {
-			if (!mm_still_programs(a))
-				tear_down(a);	/* an exec'd image has a helper of its own */
-			raw_syscall1(__NR_close, exec_fd);
-			exec_fd = -1;
+			if (mm_no_longer_programs(self, a->target_pid))
+				tear_down(a, maps_fd);	/* an exec'd image has a helper of its own */
+			exec_fd = -1;	/* left open: close is not in the filter, and nothing waits for it */
 		}
 	}
 }
@@ -199,5 +231,8 @@ int pvtd_intermediate_main(void *arg)
 {
 	struct pvtd_helper_args *a = arg;
 	long tid = pvtd_clone(CLONE_VM, a->helper_stack_top, pvtd_helper_main, a);
-	return tid < 0 ? 1 : 0;
+	if (tid < 0)
+		return 1;
+	a->helper_tid = (int)tid;
+	return 0;
 }

@@ -6,6 +6,13 @@
  * pvteardown moved it to. See shim-helper.c for the helper itself.
  *
  * Fail-open: any failure prints one line on stderr and the program runs as if the shim were absent.
+ * That includes a helper that cannot confine itself (no seccomp filter): it exits rather than run
+ * unconfined beside the program, and the constructor waits for its verdict before main runs, so
+ * the program never runs a moment beside an unconfined helper.
+ *
+ * PVTEARDOWN_SHIM_TEST_FORBIDDEN_CALL=1 is for tests only: the helper makes one system call its
+ * filter forbids right after confining itself, and dies by SIGSYS; the program runs on without a
+ * helper, as when the shim is off. Nothing else reads it.
  *
  * What the program's children inherit: a forked child gets no helper (fork runs no constructor)
  * and tears its own memory down at exit as usual; it inherits the write end of the exec pipe
@@ -25,6 +32,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -35,6 +43,8 @@
 #define MAX_CHUNK_MB (1UL << 20)
 #define MIN_BYTES (1UL << 20)
 #define EXEC_FD_FLOOR 200			/* keep clear of the low numbers programs expect free */
+#define CONFINE_POLL_NS 50000L
+#define CONFINE_TIMEOUT_POLLS 200000		/* 10 s: a loaded machine or TCG, never a healthy one */
 
 static void warn(const char *what, int err)
 {
@@ -56,6 +66,25 @@ static unsigned long chunk_bytes_from_env(void)
 		return DEFAULT_CHUNK_MB << 20;
 	}
 	return mb << 20;
+}
+
+static int env_is_1(const char *name)
+{
+	const char *s = getenv(name);
+	return s && strcmp(s, "1") == 0;
+}
+
+/* The helper's state word: PVTD_HELPER_CONFINED, -errno, or 0 when it never answered. */
+static int wait_until_confined(struct pvtd_helper_args *args)
+{
+	struct timespec pause = { .tv_sec = 0, .tv_nsec = CONFINE_POLL_NS };
+	for (long i = 0; i < CONFINE_TIMEOUT_POLLS; i++) {
+		int state = __atomic_load_n(&args->state, __ATOMIC_ACQUIRE);
+		if (state != 0)
+			return state;
+		nanosleep(&pause, NULL);
+	}
+	return 0;
 }
 
 static int start_helper(void)
@@ -88,6 +117,7 @@ static int start_helper(void)
 		.stack_lo = (unsigned long)mapping,
 		.stack_hi = (unsigned long)mapping + HELPER_MAPPING,
 		.helper_stack_top = mapping + HELPER_MAPPING,
+		.test_forbidden_call = env_is_1("PVTEARDOWN_SHIM_TEST_FORBIDDEN_CALL"),
 	};
 
 	/* The children must never run one of the program's signal handlers: block everything across
@@ -109,6 +139,19 @@ static int start_helper(void)
 	if (reaped < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		warn("clone of the helper", EAGAIN);
 		goto fail_mapping;
+	}
+	/* From here on the helper runs on the mapping: on failure it stays, a helper on its way out
+	 * may still be using it. */
+	int state = wait_until_confined(args);
+	if (state != PVTD_HELPER_CONFINED) {
+		if (state == 0) {
+			kill(args->helper_tid, SIGKILL);
+			warn("the helper did not confine itself within 10 s", ETIMEDOUT);
+		} else {
+			warn(args->failed_step == PVTD_STEP_MAPS ? "open /proc/self/maps in the helper"
+								 : "seccomp filter of the helper", -state);
+		}
+		goto fail_fds;
 	}
 
 	close(pidfd);

@@ -11,7 +11,15 @@ struct pvtd_helper_args {
 	unsigned long stack_lo;		/* the helper's own mapping (stack and this struct): never unmapped */
 	unsigned long stack_hi;
 	void *helper_stack_top;
+	int test_forbidden_call;	/* test only: the helper makes a call its filter forbids */
+	int helper_tid;			/* set by the intermediate: the constructor kills a helper that hangs */
+	int failed_step;		/* PVTD_STEP_*: what the helper could not do, with -errno in state */
+	int state;			/* 0 until the helper is confined (PVTD_HELPER_CONFINED) or gave up (-errno) */
 };
+
+#define PVTD_HELPER_CONFINED 1
+#define PVTD_STEP_MAPS 1		/* open /proc/self/maps */
+#define PVTD_STEP_FILTER 2		/* no_new_privs and the seccomp filter */
 
 /* Runs in the intermediate child: clones the helper and exits, so the helper is adopted by init
  * (or a subreaper) instead of being a child the program might see in wait(2). */
