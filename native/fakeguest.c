@@ -10,6 +10,15 @@
  *   --exit CODE      exit with CODE right after READY instead of sleeping
  *   --hold           print "STARTED <pid>" and wait for a line on stdin before allocating, so
  *                    that a test can move it into a cgroup first
+ *   --undumpable     prctl(PR_SET_DUMPABLE, 0) first, as a hardened program would: kcmp on it
+ *                    then fails with EPERM for anyone without CAP_SYS_PTRACE
+ *   --close-fd N     close descriptor N once the memory is touched (the shim's exec pipe is 200)
+ *   --check          after READY, wait for a line on stdin, read every page back and print
+ *                    "INTACT <pid>" (a page someone unmapped kills it with SIGSEGV first)
+ *   --subreaper -- CMD [ARGS...]
+ *                    run CMD as a child subreaper, so that the shim's helper (an orphan) ends up
+ *                    here; print "ENDED <pid> <comm> exit N" or "... signal N" for every process
+ *                    reaped, and exit once none is left
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -18,9 +27,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define HUGE_ALIGN (2UL << 20)
+#define MAX_REGIONS 4096
+
+static char *region_at[MAX_REGIONS];
+static size_t region_bytes;
+static long region_count;
 
 static void die(const char *what)
 {
@@ -66,18 +82,83 @@ static void allocate(size_t bytes, int thp)
 		die("madvise");
 	for (size_t off = 0; off < bytes; off += 4096)
 		p[off] = (char)(off >> 12 | 1);
+	region_at[region_count++] = p;
+	region_bytes = bytes;
+}
+
+static void wait_for_line(void)
+{
+	int c;
+	while ((c = getchar()) != EOF && c != '\n')
+		;
+}
+
+/* The pages still hold what allocate() wrote: nobody unmapped or replaced them. */
+static void check_regions(void)
+{
+	for (long r = 0; r < region_count; r++)
+		for (size_t off = 0; off < region_bytes; off += 4096)
+			if (region_at[r][off] != (char)(off >> 12 | 1)) {
+				fprintf(stderr, "pvteardown-fakeguest: region %ld changed at offset %zu\n", r, off);
+				exit(3);
+			}
+	printf("INTACT %d\n", (int)getpid());
+	fflush(stdout);
+}
+
+/* Reaps CMD and every orphan that reparents here; a zombie's comm is read before it is reaped. */
+static int subreaper(char **cmd)
+{
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		die("PR_SET_CHILD_SUBREAPER");
+	pid_t child = fork();
+	if (child < 0)
+		die("fork");
+	if (child == 0) {
+		execvp(cmd[0], cmd);
+		die(cmd[0]);
+	}
+	for (;;) {
+		siginfo_t info = { 0 };
+		if (waitid(P_ALL, 0, &info, WEXITED | WNOWAIT | __WALL) < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == ECHILD)
+				return 0;
+			die("waitid");
+		}
+		char path[64], comm[32] = "?";
+		snprintf(path, sizeof(path), "/proc/%d/comm", (int)info.si_pid);
+		FILE *f = fopen(path, "r");
+		if (f) {
+			if (fgets(comm, sizeof(comm), f))
+				comm[strcspn(comm, "\n")] = '\0';
+			fclose(f);
+		}
+		int status;
+		if (waitpid(info.si_pid, &status, __WALL) < 0)
+			die("waitpid");
+		if (WIFSIGNALED(status))
+			printf("ENDED %d %s signal %d\n", (int)info.si_pid, comm, WTERMSIG(status));
+		else
+			printf("ENDED %d %s exit %d\n", (int)info.si_pid, comm, WEXITSTATUS(status));
+		fflush(stdout);
+	}
 }
 
 int main(int argc, char **argv)
 {
 	long mib = 64, regions = 1, threads = 0, exit_code = -1;
-	int thp = 0, do_fork = 0, hold = 0;
+	int thp = 0, do_fork = 0, hold = 0, check = 0;
+	int close_fd = -1;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = argv[i + 1];
+		if (strcmp(a, "--subreaper") == 0 && v && strcmp(v, "--") == 0 && argv[i + 2])
+			return subreaper(argv + i + 2);
 		if (strcmp(a, "--mib") == 0)
 			mib = number(a, v, 1, 1L << 22), i++;
 		else if (strcmp(a, "--regions") == 0)
-			regions = number(a, v, 1, 4096), i++;
+			regions = number(a, v, 1, MAX_REGIONS), i++;
 		else if (strcmp(a, "--threads") == 0)
 			threads = number(a, v, 0, 1024), i++;
 		else if (strcmp(a, "--exit") == 0)
@@ -86,20 +167,26 @@ int main(int argc, char **argv)
 			do_fork = 1;
 		else if (strcmp(a, "--hold") == 0)
 			hold = 1;
+		else if (strcmp(a, "--check") == 0)
+			check = 1;
+		else if (strcmp(a, "--close-fd") == 0)
+			close_fd = (int)number(a, v, 0, 1 << 20), i++;
+		else if (strcmp(a, "--undumpable") == 0) {
+			if (prctl(PR_SET_DUMPABLE, 0) < 0)
+				die("PR_SET_DUMPABLE");
+		}
 		else if (strcmp(a, "--pages") == 0 && v && (strcmp(v, "4k") == 0 || strcmp(v, "thp") == 0))
 			thp = strcmp(v, "thp") == 0, i++;
 		else {
 			fprintf(stderr, "pvteardown-fakeguest: unknown or incomplete option '%s' "
-					"(valid: --mib N, --regions K, --pages 4k|thp, --threads T, --fork, --exit CODE, --hold)\n", a);
+					"(valid: --mib N, --regions K, --pages 4k|thp, --threads T, --fork, --exit CODE, --hold, --undumpable, --close-fd N, --check, --subreaper -- CMD)\n", a);
 			return 2;
 		}
 	}
 	if (hold) {
 		printf("STARTED %d\n", (int)getpid());
 		fflush(stdout);
-		int c;
-		while ((c = getchar()) != EOF && c != '\n')
-			;
+		wait_for_line();
 	}
 	size_t per_region = ((size_t)mib << 20) / (size_t)regions;
 	per_region &= ~4095UL;
@@ -118,9 +205,15 @@ int main(int argc, char **argv)
 			sleeper(NULL);
 		printf("CHILD %d\n", (int)child);
 	}
+	if (close_fd >= 0 && close(close_fd) < 0)
+		die("close");
 	printf("READY %d\n", (int)getpid());
 	fflush(stdout);
 	if (exit_code >= 0)
 		return (int)exit_code;
+	if (check) {
+		wait_for_line();
+		check_regions();
+	}
 	sleeper(NULL);
 }
