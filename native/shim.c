@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@
 #define EXEC_FD_FLOOR 200			/* keep clear of the low numbers programs expect free */
 #define CONFINE_POLL_NS 50000L
 #define CONFINE_TIMEOUT_POLLS 200000		/* 10 s: a loaded machine or TCG, never a healthy one */
+#define HELPER_DIED 2				/* beside the helper's PVTD_HELPER_CONFINED and -errno */
 
 static void warn(const char *what, int err)
 {
@@ -74,17 +76,31 @@ static int env_is_1(const char *name)
 	return s && strcmp(s, "1") == 0;
 }
 
-/* The helper's state word: PVTD_HELPER_CONFINED, -errno, or 0 when it never answered. */
+/* The helper's verdict: PVTD_HELPER_CONFINED or -errno as it reported it, HELPER_DIED when it
+ * ended without one (a seccomp filter the program inherited may kill it before its own is on),
+ * 0 when it said nothing in time. */
 static int wait_until_confined(struct pvtd_helper_args *args)
 {
-	struct timespec pause = { .tv_sec = 0, .tv_nsec = CONFINE_POLL_NS };
+	int helper = (int)syscall(SYS_pidfd_open, args->helper_tid, 0);
+	struct timespec step = { .tv_sec = 0, .tv_nsec = CONFINE_POLL_NS };
+	int state = 0;
 	for (long i = 0; i < CONFINE_TIMEOUT_POLLS; i++) {
-		int state = __atomic_load_n(&args->state, __ATOMIC_ACQUIRE);
+		state = __atomic_load_n(&args->state, __ATOMIC_ACQUIRE);
 		if (state != 0)
-			return state;
-		nanosleep(&pause, NULL);
+			break;
+		struct pollfd ended = { .fd = helper, .events = POLLIN };
+		if (helper < 0) {
+			nanosleep(&step, NULL);
+		} else if (ppoll(&ended, 1, &step, NULL) > 0) {
+			state = __atomic_load_n(&args->state, __ATOMIC_ACQUIRE);
+			if (state == 0)
+				state = HELPER_DIED;
+			break;
+		}
 	}
-	return 0;
+	if (helper >= 0)
+		close(helper);
+	return state;
 }
 
 static int start_helper(void)
@@ -147,6 +163,8 @@ static int start_helper(void)
 		if (state == 0) {
 			kill(args->helper_tid, SIGKILL);
 			warn("the helper did not confine itself within 10 s", ETIMEDOUT);
+		} else if (state == HELPER_DIED) {
+			warn("the helper ended before it could confine itself", ESRCH);
 		} else {
 			warn(args->failed_step == PVTD_STEP_MAPS ? "open /proc/self/maps in the helper"
 								 : "seccomp filter of the helper", -state);
