@@ -1,8 +1,9 @@
-// The shim must change nothing about the program: exit status, signals, threads, fork, exec; and
-// when it cannot start its helper, the program runs as if it were absent.
+// The shim must change nothing about the program: exit status, signals, threads, fork, exec, its
+// memory while it lives (also where kcmp cannot answer); and when it cannot start its helper, the
+// program runs as if it were absent.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -193,4 +194,46 @@ describe('the shim changes nothing about the program', { concurrency: false }, (
     await killAndTime(pid, helper);
     assert.deepEqual(helpersNamedFor(pid), []);
   });
+
+  it('a non-dumpable program that closes the exec pipe keeps its memory although kcmp fails (EPERM), and its teardown still completes', async (t) => {
+    if (!requireRoot(t)) return;
+    if (!onPath('setpriv')) {
+      process.stderr.write(`SKIPPED ${t.name}: needs setpriv (util-linux) to run the program without CAP_SYS_PTRACE\n`);
+      t.skip('needs setpriv');
+      return;
+    }
+    // As nobody the helper has no CAP_SYS_PTRACE, so kcmp on the non-dumpable program says EPERM:
+    // the helper cannot tell whether the mm is still the program's and must not unmap it.
+    const argv = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--', fakeguest, '--mib', '64', '--undumpable', '--close-fd', '200', '--hold', '--check'];
+    const child = spawn(argv[0]!, argv.slice(1), { env: shimEnvironment(process.env), stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const ended = new Promise<string>((resolve) => child.on('exit', (c, s) => resolve(`code ${c} signal ${s}`)));
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const next = async () => {
+      const { value, done } = await lines.next();
+      if (done) throw new Error(`the program ended (${await ended}) before a line; stderr: ${stderr}`);
+      return String(value);
+    };
+    try {
+      const pid = Number((await next()).split(' ')[1]);
+      child.stdin.write('\n');
+      assert.match(await next(), new RegExp(`^READY ${pid}$`), stderr);
+      assert.equal(readFileSync(`/proc/${pid}/status`, 'utf8').match(/^Uid:\s+(\d+)/m)?.[1], '65534');
+      const helper = await helperOf(pid);
+      await new Promise((r) => setTimeout(r, 300));
+      child.stdin.write('\n');
+      assert.equal(await next(), `INTACT ${pid}`, 'every page still holds what the program wrote');
+      assert.ok(isAlive(helper), 'the helper waits for the exit');
+      const timing = await killAndTime(pid, helper);
+      assert.ok(timing.killToHelperExitMs !== undefined);
+      assert.deepEqual(helpersNamedFor(pid), []);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
 });
+
+function onPath(name: string): boolean {
+  return (process.env.PATH ?? '').split(':').some((dir) => dir && existsSync(path.join(dir, name)));
+}
