@@ -1,6 +1,7 @@
 #!/bin/bash
 # CI check that native/ cross-compiles cleanly (-Werror is in native/Makefile) for aarch64.
-# Installs gcc-aarch64-linux-gnu if missing; exits non-zero on any warning or error.
+# Installs gcc-aarch64-linux-gnu if missing; exits non-zero on any warning or error, or when the
+# shim lacks the BTI property note.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -18,4 +19,8 @@ for f in libpvteardown-shim.so pvteardown-helper pvteardown-fakeguest; do
   aarch64-linux-gnu-readelf -h "$PVTD_ROOT/native/build/aarch64/$f" | grep -q 'Machine:.*AArch64' \
     || die "native/build/aarch64/$f is not an aarch64 ELF"
 done
-say "native/ cross-compiles cleanly for aarch64"
+# One object without BTI's property note turns BTI off for the whole process that loads the shim.
+notes="$(aarch64-linux-gnu-readelf -n "$PVTD_ROOT/native/build/aarch64/libpvteardown-shim.so")"
+grep -q 'AArch64 feature:.*BTI' <<<"$notes" \
+  || die "native/build/aarch64/libpvteardown-shim.so lacks the BTI property note; readelf -n says: $notes"
+say "native/ cross-compiles cleanly for aarch64; the shim keeps BTI"
