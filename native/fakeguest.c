@@ -15,6 +15,10 @@
  *   --close-fd N     close descriptor N once the memory is touched (the shim's exec pipe is 200)
  *   --check          after READY, wait for a line on stdin, read every page back and print
  *                    "INTACT <pid>" (a page someone unmapped kills it with SIGSEGV first)
+ *   --filtered refuse-nnp|kill-chdir -- CMD [ARGS...]
+ *                    exec CMD under a seccomp filter that makes prctl(PR_SET_NO_NEW_PRIVS) fail
+ *                    with EPERM, or kills whoever calls chdir: what a program that inherited a
+ *                    sandbox would do to the shim's helper before the helper's own filter is on
  *   --subreaper -- CMD [ARGS...]
  *                    run CMD as a child subreaper, so that the shim's helper (an orphan) ends up
  *                    here; print "ENDED <pid> <comm> exit N" or "... signal N" for every process
@@ -22,12 +26,16 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -106,6 +114,37 @@ static void check_regions(void)
 	fflush(stdout);
 }
 
+static int filtered(const char *mode, char **cmd)
+{
+	int refuse = strcmp(mode, "refuse-nnp") == 0;
+	if (!refuse && strcmp(mode, "kill-chdir") != 0) {
+		fprintf(stderr, "pvteardown-fakeguest: --filtered takes refuse-nnp or kill-chdir, not '%s'\n", mode);
+		return 2;
+	}
+	struct sock_filter refuse_nnp[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_prctl, 0, 3),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])
+						   + (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__ ? 4 : 0)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PR_SET_NO_NEW_PRIVS, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_filter kill_chdir[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_chdir, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = refuse ? (struct sock_fprog){ sizeof(refuse_nnp) / sizeof(refuse_nnp[0]), refuse_nnp }
+					: (struct sock_fprog){ sizeof(kill_chdir) / sizeof(kill_chdir[0]), kill_chdir };
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+		die("seccomp filter");
+	execvp(cmd[0], cmd);
+	die(cmd[0]);
+	return 1;
+}
+
 /* Reaps CMD and every orphan that reparents here; a zombie's comm is read before it is reaped. */
 static int subreaper(char **cmd)
 {
@@ -155,6 +194,8 @@ int main(int argc, char **argv)
 		const char *a = argv[i], *v = argv[i + 1];
 		if (strcmp(a, "--subreaper") == 0 && v && strcmp(v, "--") == 0 && argv[i + 2])
 			return subreaper(argv + i + 2);
+		if (strcmp(a, "--filtered") == 0 && v && argv[i + 2] && strcmp(argv[i + 2], "--") == 0 && argv[i + 3])
+			return filtered(v, argv + i + 3);
 		if (strcmp(a, "--mib") == 0)
 			mib = number(a, v, 1, 1L << 22), i++;
 		else if (strcmp(a, "--regions") == 0)
@@ -179,7 +220,7 @@ int main(int argc, char **argv)
 			thp = strcmp(v, "thp") == 0, i++;
 		else {
 			fprintf(stderr, "pvteardown-fakeguest: unknown or incomplete option '%s' "
-					"(valid: --mib N, --regions K, --pages 4k|thp, --threads T, --fork, --exit CODE, --hold, --undumpable, --close-fd N, --check, --subreaper -- CMD)\n", a);
+					"(valid: --mib N, --regions K, --pages 4k|thp, --threads T, --fork, --exit CODE, --hold, --undumpable, --close-fd N, --check, --filtered MODE -- CMD, --subreaper -- CMD)\n", a);
 			return 2;
 		}
 	}

@@ -110,6 +110,25 @@ describe('the shim changes nothing about the program', { concurrency: false }, (
     }
   });
 
+  it('fails open when the helper cannot confine itself (a sandbox the program inherited refuses no_new_privs): one line, no helper', async (t) => {
+    if (!requireRoot(t)) return;
+    const r = await run([fakeguest, '--filtered', 'refuse-nnp', '--', fakeguest, '--mib', '16', '--exit', '5'], shimEnvironment(process.env));
+    assert.equal(r.code, 5, r.stderr);
+    const pid = Number(/^READY (\d+)$/m.exec(r.stdout)?.[1]);
+    assert.match(r.stderr.trim(), new RegExp(`^pvteardown-shim: pid ${pid}: seccomp filter of the helper: Operation not permitted; running without a teardown helper$`));
+    assert.deepEqual(helpersNamedFor(pid), [], 'no unconfined helper is left beside the program');
+  });
+
+  it('fails open at once when an inherited sandbox kills the helper before its own filter is on', async (t) => {
+    if (!requireRoot(t)) return;
+    const started = performance.now();
+    const r = await run([fakeguest, '--filtered', 'kill-chdir', '--', fakeguest, '--mib', '16', '--exit', '5'], shimEnvironment(process.env));
+    const elapsedMs = performance.now() - started;
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr.trim(), /^pvteardown-shim: pid \d+: the helper ended before it could confine itself: No such process; running without a teardown helper$/);
+    assert.ok(elapsedMs < 5000, `the constructor waited ${elapsedMs.toFixed(0)} ms: it should see the helper's end, not time out`);
+  });
+
   it('pvteardown exec keeps the exit status and the death by signal', async (t) => {
     if (!requireRoot(t)) return;
     const exited = await run([process.execPath, cli, 'exec', '--', fakeguest, '--mib', '64', '--exit', '7']);
