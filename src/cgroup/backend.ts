@@ -46,6 +46,10 @@ export abstract class CgroupBackend {
     this.paths = [...new Set(hierarchyMounts)].map((m) => join(m, rootName));
   }
 
+  /** Makes a teardown group allow no device and no new process where the managed hierarchies
+   * can restrict them (v2; v1's cpu, cpuacct, freezer and memory cannot): cgroup/confine.ts. */
+  confine(_id: string): void {}
+
   /** Creates NAME in every hierarchy (idempotent). */
   ensureRoot(): void {
     for (const p of this.paths) this.prepareDir(p);

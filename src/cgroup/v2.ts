@@ -25,8 +25,12 @@ export class V2Cgroups extends CgroupBackend {
     enableControllers(dirname(this.root));
     mkdirCg(this.root);
     enableControllers(this.root);
-    // Helpers arrive from VM groups that may limit devices and pids: NAME allows neither.
-    confineGroup(this.root, 'cgroup2');
+  }
+
+  // Helpers arrive from VM groups that may limit devices and pids: their group allows neither.
+  // Per teardown group, not on NAME: other groups under NAME (the tests' guests) start processes.
+  override confine(id: string): void {
+    confineGroup(this.dirs(id)[0]!, 'cgroup2');
   }
 
   setCpuLimit(percentOfOneCpu: number | null): void {

@@ -62,14 +62,15 @@ test('v2: ensureRoot enables +cpu +memory in the mount root and NAME, only what 
   assert.equal(read(root, 'cgroup.subtree_control'), '+cpu +memory');
 });
 
-test('v2: ensureRoot enables pids where offered and lets NAME start no process (pids.max 0)', () => {
-  const { cg, mount, root } = v2Tree();
+test('v2: ensureRoot enables pids where offered; confine lets a teardown group start no process (pids.max 0)', () => {
+  const { cg, mount, root, group } = v2Tree();
   writeFileSync(join(root, 'cgroup.controllers'), 'cpu memory pids\n');
-  writeFileSync(join(root, 'pids.max'), 'max\n');
   cg.ensureRoot();
   assert.equal(read(mount, 'cgroup.subtree_control'), '+cpu +memory +pids');
   assert.equal(read(root, 'cgroup.subtree_control'), '+cpu +memory +pids');
-  assert.equal(read(root, 'pids.max'), '0');
+  group('t1', { 'pids.max': 'max\n' });
+  cg.confine('t1');
+  assert.equal(read(root, 't1', 'pids.max'), '0');
 });
 
 test('v2: ensureRoot refuses when the mount does not offer a controller', () => {
