@@ -11,6 +11,7 @@ import { registerInstall } from './commands/install.js';
 import { registerLimits } from './commands/limits.js';
 import { registerStatus } from './commands/status.js';
 import { registerWait } from './commands/wait.js';
+import { visible } from './format.js';
 import { DEFAULT_SOCKET, withGlobalOptions } from './global-options.js';
 
 export function buildProgram(): Command {
@@ -47,14 +48,15 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Errors end as one line naming what was wrong; commander's own usage errors keep their text. */
+/** Errors end as one line naming what was wrong (a guest name or a daemon's message quoted in it
+ * shown escaped); commander's own usage errors keep their text. */
 async function main(argv: string[]): Promise<void> {
   const program = buildProgram().exitOverride();
   try {
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) process.exit(err.exitCode);
-    process.stderr.write(`pvteardown: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`pvteardown: ${visible(err instanceof Error ? err.message : String(err))}\n`);
     process.exit(1);
   }
 }

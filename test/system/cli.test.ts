@@ -1,5 +1,5 @@
 // The CLI as an operator uses it, against a real daemon: the JSON shapes design.md §5 promises,
-// wait's endings, doctor, and one-line errors for bad input.
+// wait's endings, guest names shown escaped, doctor, and one-line errors for bad input.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -55,6 +55,39 @@ describe('pvteardown CLI against a daemon', { concurrency: false }, () => {
     assert.equal(timedOut.status, 3);
     assert.match(timedOut.stderr, /^pvteardown: wait: slow still armed after 1 s, 6\d(\.\d)? MiB left$/m);
     child.kill('SIGTERM');
+  });
+
+  it('a guest name with a newline and escape sequences shows escaped in list and wait: no forged row, nothing raw reaches the terminal', async (t) => {
+    if (!requireRoot(t) || !root) return;
+    d ??= await startTestDaemon([]);
+    const evil = 'evil\nFORGED-ROW  1  2  shim  done\u001b[2J\u001b]0;owned\u0007\u009b31m';
+    const shown = 'evil\\nFORGED-ROW  1  2  shim  done\\x1b[2J\\x1b]0;owned\\x07\\x9b31m';
+    const child = spawn(process.execPath, [CLI, '--socket', d.socket, 'exec', '--name', evil, '--', nativePath('pvteardown-fakeguest'), '--mib', '32'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const pid = Number(String((await createInterface({ input: child.stdout })[Symbol.asyncIterator]().next()).value).split(' ')[1]);
+    await until('armed', () => d!.list(), (rows) => rows.some((r) => r.guest === evil && r.state === 'armed'));
+    // Nothing but the newlines between rows: no ESC, BEL, CSI or carriage return.
+    const controls = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+
+    const list = cli('list');
+    assert.equal(list.status, 0, list.stderr);
+    assert.ok(!controls.test(list.stdout), JSON.stringify(list.stdout));
+    const lines = list.stdout.trimEnd().split('\n');
+    assert.equal(lines.length, 1 + (await d.list()).length, 'one line per teardown and the header');
+    assert.equal(lines.filter((l) => l.includes(shown)).length, 1, list.stdout);
+    assert.ok(!lines.some((l) => l.startsWith('FORGED-ROW')), 'no row of its own');
+    assert.ok(JSON.parse(cli('list', '--json').stdout).some((r: { guest: string }) => r.guest === evil), '--json keeps the name as it is');
+
+    const timedOut = cli('wait', evil, '--timeout', '1');
+    assert.equal(timedOut.status, 3);
+    assert.ok(!controls.test(timedOut.stderr.trimEnd()), JSON.stringify(timedOut.stderr));
+    assert.ok(timedOut.stderr.startsWith(`pvteardown: wait: ${shown} still armed after 1 s, `), timedOut.stderr);
+
+    process.kill(pid, 'SIGKILL');
+    const waited = cli('wait', evil);
+    assert.equal(waited.status, 0, waited.stderr);
+    assert.ok(!controls.test(waited.stdout.trimEnd()), JSON.stringify(waited.stdout));
+    assert.match(waited.stdout, /^[^\n]*: done, \d+(\.\d)? MiB cleared\n$/);
+    assert.ok(waited.stdout.startsWith(`${shown}: done, `), waited.stdout);
   });
 
   it('doctor passes its essential checks here and explains the rest', async (t) => {

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { STRATEGIES, type Strategy, type TeardownView } from '../../daemon/api.js';
 import { askDaemon } from '../ask-daemon.js';
-import { printJson } from '../format.js';
+import { printJson, visible } from '../format.js';
 import { globals, wholeNumber } from '../global-options.js';
 
 export function registerAttach(program: Command): void {
@@ -25,6 +25,6 @@ export function registerAttach(program: Command): void {
       if (opts.strategy) req.strategy = opts.strategy;
       const t = await askDaemon<TeardownView>(cmd, req, 15_000);
       if (globals(cmd).json) return printJson(t);
-      console.log(`armed ${t.guest} (pid ${t.pid}): helper ${t.helperPid} (${t.strategy}) in ${t.cgroup}`);
+      console.log(`armed ${visible(t.guest)} (pid ${t.pid}): helper ${t.helperPid} (${t.strategy}) in ${visible(t.cgroup)}`);
     });
 }

@@ -9,7 +9,7 @@ import { qemuPidOf } from '../../daemon/libvirt-watch.js';
 import { ErrorCode, LibvirtError } from '../../libvirt/index.js';
 import { openSys } from '../../sys/index.js';
 import { askDaemon } from '../ask-daemon.js';
-import { seconds } from '../format.js';
+import { seconds, visible } from '../format.js';
 import { withLibvirt } from './enable.js';
 import { waitForTeardown } from './wait.js';
 
@@ -54,7 +54,8 @@ export function registerDestroy(program: Command): void {
           // After a reap libvirt may have noticed QEMU's death and stopped the domain itself.
           if (!(e instanceof LibvirtError && (e.code === ErrorCode.OPERATION_INVALID || e.code === ErrorCode.NO_DOMAIN))) throw e;
         }
-        console.log(`${dom.name}: destroyed in ${seconds(Date.now() - t0)}; ${how}`);
+        // The name is libvirt's and `how` may quote the daemon, who may quote the name.
+        console.log(visible(`${dom.name}: destroyed in ${seconds(Date.now() - t0)}; ${how}`));
         return pid;
       });
       if (opts.wait) await waitForTeardown(cmd, String(pid), {});

@@ -6,6 +6,7 @@ import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { installLayout } from '../../install/layout.js';
 import { formatVersion, LibvirtClient } from '../../libvirt/index.js';
+import { visible } from '../format.js';
 import { globals } from '../global-options.js';
 
 const NS = 'https://pvteardown.dev/libvirt/1';
@@ -194,8 +195,8 @@ export function registerEnable(program: Command): void {
           throw e;
         }
         await c.define(r.xml);
-        for (const n of r.notes) process.stderr.write(`pvteardown: note: ${n}\n`);
-        console.log(`${dom.name}: enabled (${describe(r.enabled)}); ${nextStart(dom.id !== -1)}`);
+        for (const n of r.notes) process.stderr.write(`pvteardown: note: ${visible(n)}\n`);
+        console.log(`${visible(dom.name)}: enabled (${describe(r.enabled)}); ${nextStart(dom.id !== -1)}`);
       });
     });
 
@@ -209,7 +210,7 @@ export function registerEnable(program: Command): void {
         const r = disableXml(await c.xml(dom, XML_SECURE_INACTIVE));
         if (!r) throw new Error(`disable ${dom.name}: pvteardown enable was never run on it (no pvteardown record in its <metadata>)`);
         await c.define(r.xml);
-        console.log(`${dom.name}: disabled (was ${describe(r.enabled)}); ${nextStart(dom.id !== -1)}`);
+        console.log(`${visible(dom.name)}: disabled (was ${describe(r.enabled)}); ${nextStart(dom.id !== -1)}`);
       });
     });
 }

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import type { TeardownView } from '../../daemon/api.js';
 import { askDaemon } from '../ask-daemon.js';
-import { bytes, printJson } from '../format.js';
+import { bytes, printJson, visible } from '../format.js';
 import { globals, wholeNumber } from '../global-options.js';
 
 const finished = (t: TeardownView) => t.state === 'done' || t.state === 'failed';
@@ -42,17 +42,18 @@ export async function waitForTeardown(cmd: Command, ref: string, opts: { timeout
     if (finished(t)) {
       if (tty) process.stderr.write('\n');
       if (globals(cmd).json) printJson(t);
-      else console.log(`${t.guest}: ${t.state}${t.error ? `: ${t.error}` : `, ${bytes(t.bytes)} cleared`}`);
+      else console.log(`${visible(t.guest)}: ${t.state}${t.error ? `: ${visible(t.error)}` : `, ${bytes(t.bytes)} cleared`}`);
       process.exitCode = t.state === 'done' ? 0 : 1;
       return;
     }
     if (Date.now() > deadline) {
       if (tty) process.stderr.write('\n');
-      process.stderr.write(`pvteardown: wait: ${t.guest} still ${t.state} after ${opts.timeout} s, ${bytes(t.memoryLeftBytes)} left\n`);
+      process.stderr.write(`pvteardown: wait: ${visible(t.guest)} still ${t.state} after ${opts.timeout} s, ${bytes(t.memoryLeftBytes)} left\n`);
       process.exitCode = 3;
       return;
     }
-    const status = `${t.guest}: ${t.state}, ${bytes(t.memoryLeftBytes)} left`;
+    // A guest's name is the guest owner's: a newline or an escape in it must not reach the terminal.
+    const status = `${visible(t.guest)}: ${t.state}, ${bytes(t.memoryLeftBytes)} left`;
     if (tty) process.stderr.write(`\r${progressBar(t.memoryLeftBytes, t.bytes)} ${status}\x1b[K`);
     else if (Date.now() - lastLine >= 1000 && !globals(cmd).json) {
       console.log(status);
