@@ -1,6 +1,9 @@
 // What the hook needs from the domain XML libvirt writes on its stdin: name, UUID, memory size,
-// launch security and emulator. A tiny tolerant reader of just those elements rather than an XML
-// dependency: the hook must start fast and must never throw on what libvirt (or a person) hands it.
+// launch security and emulator. A bounded scanner of just those elements rather than an XML
+// dependency: the hook must start fast, must never throw on what libvirt (or a person) hands it,
+// and runs as root on input a guest's owner controls (its <metadata>), so every step is linear in
+// the input and every piece it keeps is capped. Entities other than XML's five and character
+// references are never expanded, and an internal DTD is skipped, not interpreted.
 import { scaledBytes } from './memory-units.js';
 
 export interface DomainInfo {
@@ -12,73 +15,200 @@ export interface DomainInfo {
   launchSecurity: string | null;
   /** `<devices><emulator>`. */
   emulator: string | null;
-  /** Why a field above is null although its element was there (bad number, unit, UUID). */
+  /** Why a field above is null although its element was there (bad number, unit, UUID, length). */
   problems: string[];
 }
 
-/** The XML is not a well-formed `<domain>` document; the message names where it went wrong. */
+/** The XML is not a well-formed `<domain>` document (or exceeds a limit); the message names where. */
 export class DomainXmlError extends Error {
   override name = 'DomainXmlError';
 }
 
+/** Longest document read; the hook's stdin reader stops at the same size. */
+export const MAX_XML_CHARS = 8 * 2 ** 20;
+/** libxml2 refuses deeper documents unless asked for XML_PARSE_HUGE, so libvirt never writes one. */
+export const MAX_DEPTH = 256;
+/** Longest text or attribute value kept for a field (PATH_MAX for the emulator, plenty for the rest). */
+const MAX_FIELD_CHARS = 4096;
+
 const UUID = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
 const ENTITIES: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
 
+type Field = 'name' | 'uuid' | 'memory' | 'emulator';
+
+/** Only ever applied to capped field text, so the regex's cost is bounded too. */
 function decode(s: string): string {
-  return s.replace(/&(#x[0-9a-f]+|#\d+|\w+);/gi, (whole, e: string) => {
+  return s.replace(/&(#x[0-9a-f]{1,8}|#\d{1,8}|\w{1,8});/gi, (whole, e: string) => {
     if (e[0] !== '#') return ENTITIES[e] ?? whole;
     const code = e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
     return code <= 0x10ffff ? String.fromCodePoint(code) : whole;
   });
 }
 
-/** The end of a tag that starts at `from` ('>' outside quotes), or -1. */
-function tagEnd(xml: string, from: number): number {
-  let quote = '';
-  for (let i = from; i < xml.length; i++) {
-    const c = xml[i];
-    if (quote) {
-      if (c === quote) quote = '';
-    } else if (c === '"' || c === "'") quote = c;
-    else if (c === '>') return i;
-  }
-  return -1;
+const isSpace = (c: string | undefined) => c === ' ' || c === '\n' || c === '\t' || c === '\r';
+/** The same for a char code: the scanner's inner loops. */
+const isSpaceCode = (c: number) => c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d;
+
+/** The field an element opened at this point of the tree holds, if any. */
+function fieldAt(stack: readonly string[], name: string): Field | null {
+  if (stack.length === 1) return name === 'name' || name === 'uuid' || name === 'memory' ? name : null;
+  if (stack.length === 2 && stack[1] === 'devices' && name === 'emulator') return 'emulator';
+  return null;
 }
 
-function attributes(body: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const m of body.matchAll(/([^\s=/]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g)) out[m[1]!] = decode(m[2] ?? m[3] ?? '');
-  return out;
-}
-
-/** Elements we read, by their path from the root. */
-const WANTED = new Set(['domain/name', 'domain/uuid', 'domain/memory', 'domain/devices/emulator']);
-
-/** Reads the fields; throws DomainXmlError only when the document itself is broken. */
+/** Reads the fields; throws DomainXmlError only when the document itself is broken or too big. */
 export function parseDomainXml(xml: string): DomainInfo {
-  const stack: string[] = [];
-  const texts = new Map<string, string>();
-  const attrs = new Map<string, Record<string, string>>();
-  let rootSeen = false;
-  let i = 0;
-  const lineAt = (pos: number) => xml.slice(0, pos).split('\n').length;
   const fail = (what: string, pos: number): never => {
-    throw new DomainXmlError(`${what} (line ${lineAt(pos)})`);
+    // Counting lines is linear too, and happens once.
+    let line = 1;
+    for (let k = xml.indexOf('\n'); k !== -1 && k < pos; k = xml.indexOf('\n', k + 1)) line++;
+    throw new DomainXmlError(`${what} (line ${line})`);
   };
-  const addText = (text: string) => {
-    const p = stack.join('/');
-    if (WANTED.has(p) && !texts.has(p + '#done')) texts.set(p, (texts.get(p) ?? '') + text);
+  if (xml.length > MAX_XML_CHARS) throw new DomainXmlError(`document of ${xml.length} characters, more than the ${MAX_XML_CHARS} read`);
+
+  const stack: string[] = [];
+  const texts = new Map<Field, string>();
+  const tooLong = new Set<string>();
+  let open: Field | null = null;
+  let openDepth = 0;
+  let unit: string | undefined;
+  let launchSecurity: string | null | undefined;
+  let rootSeen = false;
+  /** Appends xml[from, to) to the open field; a piece over the cap is never even sliced out whole. */
+  const addText = (from: number, to: number, raw: boolean) => {
+    if (open === null || stack.length !== openDepth || to <= from) return;
+    const sofar = texts.get(open)!;
+    if (sofar.length + (to - from) > MAX_FIELD_CHARS) tooLong.add(open);
+    else texts.set(open, sofar + (raw ? xml.slice(from, to) : decode(xml.slice(from, to))));
   };
 
+  /** The '>' that ends the tag opened at `from`, outside quotes. */
+  const tagEnd = (from: number): number => {
+    for (let i = from; i < xml.length; i++) {
+      const c = xml.charCodeAt(i);
+      if (c === 0x22 || c === 0x27) {
+        const q = xml.indexOf(c === 0x22 ? '"' : "'", i + 1);
+        if (q === -1) return -1;
+        i = q;
+      } else if (c === 0x3e) return i;
+    }
+    return -1;
+  };
+
+  /** `name="value"` pairs of a tag we read, in one pass; a broken pair breaks the document. */
+  const attributes = (from: number, to: number, tag: string): Record<string, string> => {
+    const out: Record<string, string> = {};
+    let i = from;
+    for (;;) {
+      while (i < to && isSpace(xml[i])) i++;
+      if (i >= to || xml[i] === '/') return out;
+      const nameStart = i;
+      while (i < to && xml[i] !== '=' && !isSpace(xml[i]) && xml[i] !== '/') i++;
+      const attr = xml.slice(nameStart, i);
+      while (i < to && isSpace(xml[i])) i++;
+      if (xml[i] !== '=') fail(`attribute '${attr.slice(0, 30)}' of <${tag}> has no value`, nameStart);
+      i++;
+      while (i < to && isSpace(xml[i])) i++;
+      const q = xml[i];
+      const close = q === '"' || q === "'" ? xml.indexOf(q, i + 1) : -1;
+      if (close === -1 || close > to) fail(`attribute '${attr.slice(0, 30)}' of <${tag}> is not quoted`, nameStart);
+      if (close - i - 1 > MAX_FIELD_CHARS) tooLong.add(`${tag} ${attr}`);
+      else out[attr] = decode(xml.slice(i + 1, close));
+      i = close + 1;
+    }
+  };
+
+  /** Skips `<!DOCTYPE ...>` and its internal subset (declarations, comments, PIs) unexpanded. */
+  const doctypeEnd = (from: number): number => {
+    let i = from;
+    let inSubset = false;
+    while (i < xml.length) {
+      const c = xml[i];
+      if (c === '"' || c === "'") {
+        const q = xml.indexOf(c, i + 1);
+        if (q === -1) break;
+        i = q + 1;
+      } else if (inSubset && xml.startsWith('<!--', i)) {
+        const end = xml.indexOf('-->', i + 4);
+        if (end === -1) break;
+        i = end + 3;
+      } else if (inSubset && xml.startsWith('<?', i)) {
+        const end = xml.indexOf('?>', i + 2);
+        if (end === -1) break;
+        i = end + 2;
+      } else if (c === '[' && !inSubset) {
+        inSubset = true;
+        i++;
+      } else if (c === ']' && inSubset) {
+        inSubset = false;
+        i++;
+      } else if (c === '>' && !inSubset) {
+        return i;
+      } else i++;
+    }
+    return fail('unterminated <!DOCTYPE>', from);
+  };
+
+  /** An element's start or end tag at `lt`; returns where scanning goes on. */
+  const element = (lt: number): number => {
+    const end = tagEnd(lt + 1);
+    if (end === -1) fail('unterminated tag', lt);
+    if (xml[lt + 1] === '/') {
+      let e = end;
+      while (e > lt + 2 && isSpace(xml[e - 1])) e--;
+      const top = stack.pop();
+      // Compared in place: closing tags are half of all tags.
+      if (top === undefined || e - lt - 2 !== top.length || !xml.startsWith(top, lt + 2)) {
+        const name = xml.slice(lt + 2, Math.min(e, lt + 32));
+        fail(top === undefined ? `</${name}> closes nothing` : `</${name}> closes <${top}>`, lt);
+      }
+      if (open !== null && stack.length === openDepth - 1) open = null;
+      return end + 1;
+    }
+    let n = lt + 1;
+    while (n < end && !isSpaceCode(xml.charCodeAt(n)) && xml.charCodeAt(n) !== 0x2f /* / */) n++;
+    const name = xml.slice(lt + 1, n);
+    if (!name) fail('a tag without a name', lt);
+    const selfClosing = xml[end - 1] === '/';
+    if (stack.length === 0) {
+      if (rootSeen) fail(`a second root element <${name.slice(0, 30)}>`, lt);
+      if (name !== 'domain') fail(`the root element is <${name.slice(0, 30)}>, not <domain>`, lt);
+      rootSeen = true;
+    }
+    // First occurrence only: a later duplicate is not what libvirt would have used.
+    const field = fieldAt(stack, name);
+    if (field !== null && !texts.has(field)) {
+      texts.set(field, '');
+      if (field === 'memory') unit = attributes(n, end, name).unit;
+      if (!selfClosing) {
+        open = field;
+        openDepth = stack.length + 1;
+      }
+    } else if (stack.length === 1 && name === 'launchSecurity' && launchSecurity === undefined) {
+      launchSecurity = attributes(n, end, name).type ?? null;
+    }
+    if (!selfClosing) {
+      if (stack.length >= MAX_DEPTH) fail(`elements nested deeper than ${MAX_DEPTH}`, lt);
+      stack.push(name);
+    }
+    return end + 1;
+  };
+
+  let i = 0;
   while (i < xml.length) {
     const lt = xml.indexOf('<', i);
-    const text = xml.slice(i, lt === -1 ? xml.length : lt);
+    const textEnd = lt === -1 ? xml.length : lt;
     if (stack.length === 0) {
-      if (text.trim()) fail(`text outside the <domain> element: '${text.trim().slice(0, 30)}'`, i);
-    } else addText(decode(text));
+      for (let k = i; k < textEnd; k++) {
+        if (!isSpace(xml[k])) fail(`text outside the <domain> element: '${xml.slice(k, Math.min(textEnd, k + 30)).trim()}'`, k);
+      }
+    } else addText(i, textEnd, false);
     if (lt === -1) break;
 
-    if (xml.startsWith('<!--', lt)) {
+    const next = xml.charCodeAt(lt + 1);
+    if (next !== 0x21 /* ! */ && next !== 0x3f /* ? */) {
+      i = element(lt);
+    } else if (xml.startsWith('<!--', lt)) {
       const end = xml.indexOf('-->', lt + 4);
       if (end === -1) fail('unterminated comment', lt);
       i = end + 3;
@@ -86,48 +216,33 @@ export function parseDomainXml(xml: string): DomainInfo {
       const end = xml.indexOf(']]>', lt + 9);
       if (end === -1) fail('unterminated CDATA section', lt);
       if (stack.length === 0) fail('CDATA outside the <domain> element', lt);
-      addText(xml.slice(lt + 9, end));
+      addText(lt + 9, end, true);
       i = end + 3;
-    } else if (xml[lt + 1] === '?' || xml[lt + 1] === '!') {
-      // <?xml ...?> and <!DOCTYPE ...>: nothing the hook needs.
-      const end = tagEnd(xml, lt + 2);
-      if (end === -1) fail('unterminated declaration', lt);
-      i = end + 1;
+    } else if (xml[lt + 1] === '?') {
+      const end = xml.indexOf('?>', lt + 2);
+      if (end === -1) fail('unterminated processing instruction', lt);
+      i = end + 2;
+    } else if (xml.startsWith('<!DOCTYPE', lt)) {
+      if (rootSeen) fail('<!DOCTYPE> after the root element', lt);
+      i = doctypeEnd(lt + 9) + 1;
     } else {
-      const end = tagEnd(xml, lt + 1);
-      if (end === -1) fail('unterminated tag', lt);
-      const body = xml.slice(lt + 1, end);
-      i = end + 1;
-      if (body[0] === '/') {
-        const name = body.slice(1).trim();
-        const open = stack.pop();
-        if (open !== name) fail(open === undefined ? `</${name}> closes nothing` : `</${name}> closes <${open}>`, lt);
-        const p = [...stack, name].join('/');
-        if (WANTED.has(p)) texts.set(p + '#done', '');
-        continue;
-      }
-      const selfClosing = body.endsWith('/');
-      const name = /^[^\s/]+/.exec(body)?.[0];
-      if (!name) fail('a tag without a name', lt);
-      if (stack.length === 0) {
-        if (rootSeen) fail(`a second root element <${name}>`, lt);
-        if (name !== 'domain') fail(`the root element is <${name}>, not <domain>`, lt);
-        rootSeen = true;
-      }
-      const p = [...stack, name!].join('/');
-      // First occurrence only: a later duplicate is not what libvirt would have used.
-      if ((WANTED.has(p) || p === 'domain/launchSecurity') && !attrs.has(p)) attrs.set(p, attributes(body.slice(name!.length)));
-      if (!selfClosing) stack.push(name!);
-      else if (WANTED.has(p)) texts.set(p + '#done', '');
+      fail(`unknown markup '${xml.slice(lt, lt + 12)}'`, lt);
     }
   }
   if (!rootSeen) throw new DomainXmlError('no <domain> element (empty input?)');
   if (stack.length) fail(`<${stack.at(-1)}> is never closed`, xml.length);
 
   const problems: string[] = [];
-  const text = (p: string) => (attrs.has(p) ? (texts.get(p) ?? '').trim() : null);
+  const text = (f: Field): string | null => {
+    if (!texts.has(f)) return null;
+    if (tooLong.has(f)) {
+      problems.push(`<${f}> is longer than ${MAX_FIELD_CHARS} characters`);
+      return null;
+    }
+    return texts.get(f)!.trim();
+  };
 
-  const uuidText = text('domain/uuid');
+  const uuidText = text('uuid');
   let uuid: string | null = null;
   if (uuidText !== null) {
     if (UUID.test(uuidText)) {
@@ -137,21 +252,24 @@ export function parseDomainXml(xml: string): DomainInfo {
     } else problems.push(`<uuid>${uuidText.slice(0, 40)}</uuid> is not a UUID`);
   }
 
-  const memText = text('domain/memory');
+  const memText = text('memory');
   let memoryBytes: number | null = null;
   if (memText !== null) {
-    const unit = attrs.get('domain/memory')!.unit;
-    const bytes = scaledBytes(memText, unit);
-    if (bytes instanceof Error) problems.push(`<memory>: ${bytes.message}`);
-    else memoryBytes = bytes;
+    if (tooLong.has('memory unit')) problems.push(`<memory unit='...'> is longer than ${MAX_FIELD_CHARS} characters`);
+    else {
+      const bytes = scaledBytes(memText, unit);
+      if (bytes instanceof Error) problems.push(`<memory>: ${bytes.message}`);
+      else memoryBytes = bytes;
+    }
   }
+  if (tooLong.has('launchSecurity type')) problems.push(`<launchSecurity type='...'> is longer than ${MAX_FIELD_CHARS} characters`);
 
   return {
-    name: text('domain/name') || null,
+    name: text('name') || null,
     uuid,
     memoryBytes,
-    launchSecurity: attrs.get('domain/launchSecurity')?.type ?? null,
-    emulator: text('domain/devices/emulator') || null,
+    launchSecurity: launchSecurity ?? null,
+    emulator: text('emulator') || null,
     problems,
   };
 }

@@ -23,7 +23,7 @@ export function scaledBytes(value: string, unit: string | undefined): number | E
   const v = value.trim();
   if (!/^\d+$/.test(v)) return new Error(`'${v.slice(0, 40)}' is not a whole number`);
   const scale = unitBytes(unit);
-  if (scale === null) return new Error(`unit '${unit}' is not one libvirt accepts (${UNITS_HELP})`);
+  if (scale === null) return new Error(`unit '${unit!.slice(0, 40)}' is not one libvirt accepts (${UNITS_HELP})`);
   const bytes = Number(v) * scale;
   if (!Number.isSafeInteger(bytes)) return new Error(`${v} ${unit ?? 'KiB'} is more bytes than this hook can count (2^53)`);
   return bytes;

@@ -1,8 +1,9 @@
 // The hook's reading of domain XML: libvirt's own output (x86 KVM, s390x Secure Execution), every
-// memory unit libvirt accepts, and input that is broken in the ways a pipe or a person breaks it.
+// memory unit libvirt accepts, input that is broken in the ways a pipe or a person breaks it, and
+// input built to make a reader slow or big (the hook runs as root on a guest owner's <metadata>).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DomainXmlError, parseDomainXml } from '../../src/hook/domain-xml.js';
+import { DomainXmlError, MAX_DEPTH, MAX_XML_CHARS, parseDomainXml } from '../../src/hook/domain-xml.js';
 import { scaledBytes, unitBytes } from '../../src/hook/memory-units.js';
 
 /** As `virsh dumpxml` prints a running diskless test guest here (libvirt 9.0). */
@@ -157,6 +158,123 @@ describe('parseDomainXml', () => {
       assert.throws(() => parseDomainXml(xml), (err: unknown) => err instanceof DomainXmlError && message.test(err.message));
     });
   }
+});
+
+/** Wall time of one parse, in ms, with what it returned or threw. */
+function timed(xml: string): { ms: number; result: ReturnType<typeof parseDomainXml> | DomainXmlError } {
+  const t0 = performance.now();
+  let result: ReturnType<typeof parseDomainXml> | DomainXmlError;
+  try {
+    result = parseDomainXml(xml);
+  } catch (err) {
+    if (!(err instanceof DomainXmlError)) throw err;
+    result = err;
+  }
+  return { ms: performance.now() - t0, result };
+}
+
+const HEAD = "<domain type='kvm'><name>big</name><uuid>4dea22b3-1d52-d8f3-2516-782e98ab3fa0</uuid><memory unit='MiB'>64</memory><metadata>";
+const TAIL = "</metadata><launchSecurity type='s390-pv'/><devices><emulator>/usr/bin/qemu-system-s390x</emulator></devices></domain>";
+const fill = (unit: string, chars: number) => unit.repeat(Math.ceil(chars / unit.length));
+const nest = (depth: number) => '<a>'.repeat(depth) + 'x' + '</a>'.repeat(depth);
+
+describe('parseDomainXml on hostile input', () => {
+  // The reader this replaced took 28.9 s on 32,000 levels and 2.5-3.5 s on 2 MiB of nested
+  // <metadata>: its work grew with depth times size. The bounds here are 10-30x what this one takes
+  // on a loaded 2-core machine, so that only a return to that kind of reader fails them.
+  it('nesting 32,000 deep (219 KiB) is refused at once, naming the limit', () => {
+    const { ms, result } = timed(`<domain>${'<a>'.repeat(32_000)}${'</a>'.repeat(32_000)}</domain>`);
+    assert.ok(result instanceof DomainXmlError, 'refused');
+    assert.match(result.message, new RegExp(`elements nested deeper than ${MAX_DEPTH} \\(line 1\\)`));
+    assert.ok(ms < 100, `took ${ms.toFixed(1)} ms`);
+  });
+
+  it(`takes nesting of exactly ${MAX_DEPTH} levels, as libxml2 does without XML_PARSE_HUGE`, () => {
+    const ok = parseDomainXml(`<domain><name>n</name>${nest(MAX_DEPTH - 1)}</domain>`);
+    assert.equal(ok.name, 'n');
+    assert.throws(() => parseDomainXml(`<domain>${nest(MAX_DEPTH)}</domain>`), /nested deeper than/);
+  });
+
+  for (const [what, unit] of [
+    ['small elements with attributes and entities', "<m:x a='1' b=\"2\">t &amp; u</m:x>"],
+    ['self-closing elements', '<a/>'],
+    ['elements nested 250 deep, over and over', nest(250)],
+    ['one text of entities', '&amp;&#x41;&lt;'],
+    ['comments and CDATA', '<!-- c --><![CDATA[ d ]]>'],
+  ] as const) {
+    it(`2 MiB of <metadata> (${what}) is read in well under a second, and what comes after it too`, () => {
+      const { ms, result } = timed(HEAD + fill(unit, 2 * 2 ** 20) + TAIL);
+      assert.ok(!(result instanceof DomainXmlError), String(result));
+      assert.deepEqual(result, {
+        name: 'big',
+        uuid: '4dea22b3-1d52-d8f3-2516-782e98ab3fa0',
+        memoryBytes: 64 * 2 ** 20,
+        launchSecurity: 's390-pv',
+        emulator: '/usr/bin/qemu-system-s390x',
+        problems: [],
+      });
+      assert.ok(ms < 1000, `took ${ms.toFixed(1)} ms`);
+    });
+  }
+
+  it('a document over the size limit is refused without being read', () => {
+    const { ms, result } = timed(HEAD + fill('<a/>', MAX_XML_CHARS) + TAIL);
+    assert.ok(result instanceof DomainXmlError);
+    assert.match(result.message, new RegExp(`^document of \\d+ characters, more than the ${MAX_XML_CHARS} read$`));
+    assert.ok(ms < 100, `took ${ms.toFixed(1)} ms`);
+  });
+
+  it('a field or attribute longer than 4096 characters is dropped with a problem, not kept', () => {
+    const long = 'x'.repeat(5000);
+    const d = parseDomainXml(`<domain><name>${long}</name><memory unit='${long}'>1</memory><devices><emulator>${long}</emulator></devices></domain>`);
+    assert.equal(d.name, null);
+    assert.equal(d.emulator, null);
+    assert.equal(d.memoryBytes, null);
+    assert.deepEqual(d.problems, [
+      "<memory unit='...'> is longer than 4096 characters",
+      '<name> is longer than 4096 characters',
+      '<emulator> is longer than 4096 characters',
+    ]);
+  });
+
+  it('one huge tag of the memory element is read once, not once per character (a regex would backtrack)', () => {
+    const { ms, result } = timed(`<domain><memory ${'a'.repeat(2 * 2 ** 20)}>1</memory></domain>`);
+    assert.ok(result instanceof DomainXmlError);
+    assert.match(result.message, /attribute 'a+' of <memory> has no value \(line 1\)/);
+    assert.ok(ms < 1000, `took ${ms.toFixed(1)} ms`);
+  });
+});
+
+describe('parseDomainXml and DTDs', () => {
+  it('reads a valid document with an internal DTD, skipping its declarations, comments and quoted ] and >', () => {
+    const xml = `<?xml version="1.0"?>
+<!DOCTYPE domain [
+  <!ELEMENT domain ANY>
+  <!ATTLIST domain type CDATA #IMPLIED>
+  <!-- a comment with ]> inside -->
+  <!ENTITY tricky "a ]> b">
+  <?pi ]> ?>
+]>
+<domain type='kvm'><name>dtd-guest</name><memory unit='GiB'>2</memory></domain>`;
+    const d = parseDomainXml(xml);
+    assert.equal(d.name, 'dtd-guest');
+    assert.equal(d.memoryBytes, 2 * 2 ** 30);
+  });
+
+  it('takes a DOCTYPE with an external id and no internal subset', () => {
+    assert.equal(parseDomainXml(`<!DOCTYPE domain SYSTEM "domain.dtd"><domain><name>x</name></domain>`).name, 'x');
+  });
+
+  it('never expands an entity the DTD declares: a billion laughs stays a short literal', () => {
+    const lol = Array.from({ length: 9 }, (_, k) => `<!ENTITY l${k + 1} "${`&l${k};`.repeat(10)}">`).join('\n');
+    const d = parseDomainXml(`<!DOCTYPE domain [<!ENTITY l0 "lol">\n${lol}]><domain><name>&l9;</name></domain>`);
+    assert.equal(d.name, '&l9;');
+  });
+
+  it('refuses an unterminated DTD and a DOCTYPE after the root', () => {
+    assert.throws(() => parseDomainXml('<!DOCTYPE domain [ <!ENTITY x "y"> <domain/>'), /unterminated <!DOCTYPE> \(line 1\)/);
+    assert.throws(() => parseDomainXml('<domain/><!DOCTYPE domain>'), /<!DOCTYPE> after the root element/);
+  });
 });
 
 describe('libvirt memory units', () => {
