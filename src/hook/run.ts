@@ -1,18 +1,20 @@
 // What the hook does for each call it acts upon. Fail-open: anything that goes wrong on
 // pvteardown's side ends as one line for libvirt's log and a guest that starts or stops as usual;
 // only the daemon's admission under policy strict refuses a start.
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { AdmitResult, StatusView, TeardownView } from '../daemon/api.js';
 import { request } from '../daemon/socket-client.js';
 import type { HookCall } from './args.js';
 import { DomainXmlError, parseDomainXml, type DomainInfo } from './domain-xml.js';
 import { hasHelperProcess } from './helper-probe.js';
+import { readPidFile } from './pid-file.js';
 
 export interface HookEnv {
   socket: string;
   /** Where libvirt's QEMU driver keeps NAME.pid. */
   runDir: string;
+  /** Told how long the admission may wait, so that the hook's deadline allows for it. */
+  allowWait?: (ms: number) => void;
 }
 
 export interface HookOutcome {
@@ -55,6 +57,7 @@ export async function runHook(call: HookCall, xml: string, env: HookEnv, stdinPr
         // The admission may wait as long as the daemon is configured to: ask it how long first.
         const status = await request<StatusView>(env.socket, { op: 'status' }, { timeoutMs: STATUS_TIMEOUT_MS });
         const timeoutMs = status.limits.admissionTimeoutSeconds * 1000 + ADMIT_MARGIN_MS;
+        env.allowWait?.(timeoutMs);
         const r = await request<AdmitResult>(env.socket, { op: 'admit', bytes: dom.memoryBytes, guest: call.guest }, { timeoutMs });
         if (!r.allow) return { refused: true, line: `${who}: start refused: ${r.message}` };
         return ok(r.fits ? undefined : `${who}: ${r.message}`);
@@ -65,15 +68,10 @@ export async function runHook(call: HookCall, xml: string, env: HookEnv, stdinPr
     case 'arm': {
       const info = dom instanceof DomainXmlError ? null : dom;
       const pv = info?.launchSecurity === 's390-pv' ? ' (s390-pv Secure Execution)' : '';
+      // call.guest passed guestNameProblem: one file name component, never '..' or a path.
       const pidFile = path.join(env.runDir, `${call.guest}.pid`);
-      let pid: number;
-      try {
-        const text = readFileSync(pidFile, 'utf8').trim();
-        pid = Number(text);
-        if (!/^\d+$/.test(text) || pid < 1) return ok(`${who}${pv}: ${pidFile} holds '${text.slice(0, 20)}', not a PID: not armed`);
-      } catch (err) {
-        return ok(`${who}${pv}: cannot read QEMU's PID from ${pidFile} (${(err as NodeJS.ErrnoException).code ?? err}): not armed`);
-      }
+      const pid = readPidFile(pidFile);
+      if (typeof pid === 'string') return ok(`${who}${pv}: ${pid}: not armed`);
       if (hasHelperProcess(pid) === false) {
         const emulator = info?.emulator ? ` (emulator ${info.emulator})` : '';
         return ok(`${who}${pv}: QEMU pid ${pid} has no pvtd/${pid} or cleanup/${pid} helper${emulator}: not armed (pvteardown enable ${call.guest} gives it one)`);

@@ -2,8 +2,8 @@
 // against a real daemon and real guests with the shim: arming, exits, admission, and fail-open
 // behaviour for everything that can go wrong on pvteardown's side.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,18 +24,40 @@ interface HookRun {
   ms: number;
 }
 
-function runHookProgram(args: string[], xml: string, env: NodeJS.ProcessEnv, program = HOOK): Promise<HookRun> {
+interface RunOptions {
+  program?: string;
+  /** Leave stdin open after the XML, as a writer that never closes the pipe would. */
+  keepStdinOpen?: boolean;
+  /** The whole process group is killed after this (code null): a hook that hangs fails its test. */
+  killAfterMs?: number;
+}
+
+function runHookProgram(args: string[], xml: string, env: NodeJS.ProcessEnv, opts: RunOptions | string = {}): Promise<HookRun> {
+  const { program = HOOK, keepStdinOpen = false, killAfterMs = 30_000 } = typeof opts === 'string' ? { program: opts } : opts;
   const started = process.hrtime.bigint();
   return new Promise((resolve, reject) => {
-    const child = spawn(program, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    // detached: its own process group, so that a hung node under the launcher is killed with it.
+    const child = spawn(program, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env }, detached: true });
+    const killer = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }, killAfterMs);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', reject);
     child.stdin.on('error', () => undefined);
-    child.stdin.end(xml);
-    child.on('close', (code) => resolve({ code, stdout, stderr, ms: Number(process.hrtime.bigint() - started) / 1e6 }));
+    if (keepStdinOpen) child.stdin.write(xml);
+    else child.stdin.end(xml);
+    child.on('close', (code) => {
+      clearTimeout(killer);
+      child.stdin.destroy();
+      resolve({ code, stdout, stderr, ms: Number(process.hrtime.bigint() - started) / 1e6 });
+    });
   });
 }
 
@@ -117,6 +139,94 @@ describe('qemu hook without a daemon', () => {
       await Promise.all([shim.reaped, plain.reaped]);
     }
     assert.equal(hasHelperProcess(plain.pid), false);
+  });
+
+  it('a NAME that is a path (../x/victim) is refused before any file is opened: exit 0 at once, one line, even with a FIFO where the path would point', async () => {
+    // runDir/../x/victim.pid is a FIFO: opening it for reading blocks until a writer comes, and
+    // the old hook hung there (libvirt with it) with no timer able to fire.
+    const runDir = path.join(dir, 'run');
+    mkdirSync(path.join(dir, 'x'), { recursive: true });
+    mkdirSync(runDir, { recursive: true });
+    execFileSync('mkfifo', [path.join(dir, 'x', 'victim.pid')]);
+    for (const op of [['started', 'begin'], ['reconnect', 'begin'], ['prepare', 'begin'], ['stopped', 'end']]) {
+      const run = await runHookProgram(['../x/victim', ...op, '-'], xml, { ...env, ...FOREGROUND, PVTEARDOWN_LIBVIRT_RUN_DIR: runDir }, { killAfterMs: 15_000 });
+      assert.equal(run.code, 0, `${op.join(' ')}: killed after 15 s (hung)? stderr: ${run.stderr}`);
+      oneLine(run, /^pvteardown hook: guest name "\.\.\/x\/victim" is not a domain name \(it contains '\/'; .*\): not managed \(fail-open\)$/);
+      assert.ok(run.ms < 5000, `${op.join(' ')} took ${run.ms} ms`);
+    }
+  });
+
+  it('a NAME with a newline and an escape sequence: one line, shown escaped', async () => {
+    const run = await runHookProgram(['evil\npvteardown hook: forged\u001b[2J', 'started', 'begin', '-'], xml, env);
+    assert.equal(run.code, 0);
+    oneLine(run, /^pvteardown hook: guest name "evil\\npvteardown hook: forged\\x1b\[2J" is not a domain name \(it contains control characters; /);
+  });
+
+  it('a FIFO or a symbolic link as NAME.pid is not opened for a blocking read nor followed: exit 0 at once, one line', async () => {
+    execFileSync('mkfifo', [path.join(dir, 'fifo.pid')]);
+    const fifo = await runHookProgram(['fifo', 'started', 'begin', '-'], xml, env, { killAfterMs: 15_000 });
+    assert.equal(fifo.code, 0, `killed after 15 s (hung)? stderr: ${fifo.stderr}`);
+    oneLine(fifo, new RegExp(`guest fifo: ${path.join(dir, 'fifo.pid')} is not a regular file \\(libvirt writes one\\): not armed$`));
+    assert.ok(fifo.ms < 5000, `took ${fifo.ms} ms`);
+    writeFileSync(path.join(dir, 'elsewhere'), `${process.pid}\n`);
+    symlinkSync(path.join(dir, 'elsewhere'), path.join(dir, 'link.pid'));
+    const link = await runHookProgram(['link', 'started', 'begin', '-'], xml, env);
+    assert.equal(link.code, 0);
+    oneLine(link, new RegExp(`guest link: ${path.join(dir, 'link.pid')} is a symbolic link, not the regular file libvirt writes: not armed$`));
+  });
+
+  it('XML nested 32,000 deep (219 KiB): exit 0 at once, one line naming the nesting limit', async () => {
+    const deep = `<domain><name>g</name><memory unit='MiB'>64</memory>${'<a>'.repeat(32_000)}${'</a>'.repeat(32_000)}</domain>`;
+    for (const op of ['prepare', 'started']) {
+      const run = await runHookProgram(['g', op, 'begin', '-'], deep, env, { killAfterMs: 15_000 });
+      assert.equal(run.code, 0, `killed after 15 s? ${run.stderr}`);
+      assert.ok(run.ms < 3000, `${op} took ${run.ms} ms (the old reader: 28.9 s)`);
+      if (op === 'prepare') oneLine(run, /guest g: domain XML on stdin is malformed \(elements nested deeper than 256 \(line 1\)\): admission skipped$/);
+    }
+  });
+
+  it('7.5 MiB of nested <metadata>: read in full (the admission is asked for), exit 0 well within the deadline', async () => {
+    const unit = '<a>'.repeat(250) + 'x' + '</a>'.repeat(250);
+    const big = `<domain><name>g</name><memory unit='MiB'>64</memory><metadata>${unit.repeat(Math.ceil((7.5 * 2 ** 20) / unit.length))}</metadata></domain>`;
+    const run = await runHookProgram(['g', 'prepare', 'begin', '-'], big, env, { killAfterMs: 20_000 });
+    assert.equal(run.code, 0, `killed after 20 s? ${run.stderr}`);
+    // Only an XML that was read to its end gets as far as asking for the (absent) daemon.
+    oneLine(run, new RegExp(`guest g: admission skipped: no pvteardown daemon at ${env.PVTEARDOWN_SOCKET} \\(ENOENT\\)`));
+    assert.ok(run.ms < 3000, `took ${run.ms} ms (the old reader: about 10 s)`);
+  });
+
+  it('a valid document with an internal DTD is read, its entities not expanded: the admission is asked for', async () => {
+    const dtd = `<?xml version="1.0"?>\n<!DOCTYPE domain [\n  <!ENTITY l0 "lol">\n  <!ENTITY l1 "&l0;&l0;&l0;&l0;&l0;&l0;&l0;&l0;">\n  <!-- ]> -->\n]>\n${xml}`;
+    const run = await runHookProgram(['g', 'prepare', 'begin', '-'], dtd, env);
+    assert.equal(run.code, 0);
+    oneLine(run, new RegExp(`guest g: admission skipped: no pvteardown daemon at ${env.PVTEARDOWN_SOCKET} \\(ENOENT\\)`));
+  });
+
+  it('the whole hook has a deadline: a stdin that never closes ends in one line and exit 0 at the deadline (PVTEARDOWN_HOOK_DEADLINE_MS)', async () => {
+    const run = await runHookProgram(['g', 'prepare', 'begin', '-'], xml, { ...env, PVTEARDOWN_HOOK_DEADLINE_MS: '300' }, { keepStdinOpen: true, killAfterMs: 15_000 });
+    assert.equal(run.code, 0);
+    oneLine(run, /^pvteardown hook: 'g prepare begin -' did not finish within 300 ms: given up, nothing more done \(fail-open\)$/);
+    // The stdin bound alone would have taken 2 s.
+    assert.ok(run.ms < 1900, `took ${run.ms} ms`);
+  });
+
+  it('the deadline allows for the admission wait the daemon announces: a slow admit is still answered', async () => {
+    const sock = path.join(dir, 'slow-admit.sock');
+    const server: Server = createServer((c) => {
+      c.on('data', (d) => {
+        const req = JSON.parse(String(d).trim()) as { op: string };
+        if (req.op === 'status') c.end(JSON.stringify({ ok: true, result: { limits: { admissionTimeoutSeconds: 2 } } }) + '\n');
+        else setTimeout(() => c.end(JSON.stringify({ ok: true, result: { allow: true, fits: false, message: 'admitted late' } }) + '\n'), 1500);
+      });
+    });
+    await new Promise<void>((r) => server.listen(sock, r));
+    try {
+      const run = await runHookProgram(['g', 'prepare', 'begin', '-'], xml, { ...env, PVTEARDOWN_SOCKET: sock, PVTEARDOWN_HOOK_DEADLINE_MS: '1000' });
+      assert.equal(run.code, 0);
+      oneLine(run, /^pvteardown hook: guest g: admitted late$/);
+    } finally {
+      server.close();
+    }
   });
 
   it('started without a pid file: exit 0, one line naming the file', async () => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { parseHookArgs } from '../../src/hook/args.js';
+import { MAX_NAME_BYTES, guestNameProblem, parseHookArgs } from '../../src/hook/args.js';
 import { packageRoot } from '../../src/paths.js';
 
 describe('parseHookArgs', () => {
@@ -47,6 +47,37 @@ describe('parseHookArgs', () => {
     const c = parseHookArgs(['my guest', 'started', 'begin', '-']);
     assert.ok(!(c instanceof Error));
     assert.deepEqual(c, { guest: 'my guest', op: 'started', subop: 'begin', action: 'arm' });
+  });
+
+  it('refuses a NAME libvirt could not have given a domain, naming it and the rule (hook.test.ts: printed escaped)', () => {
+    for (const [name, why] of [
+      ['../x/victim', "it contains '/'"],
+      ['a/b', "it contains '/'"],
+      ['/etc/passwd', "it contains '/'"],
+      ['.', "it is '.'"],
+      ['..', "it is '..'"],
+      ['a\u0000b', 'it contains control characters'],
+      ['a\nb', 'it contains control characters'],
+      ['\u001b[31mred', 'it contains control characters'],
+      ['a\u009bb', 'it contains control characters'],
+      ['a\u007f', 'it contains control characters'],
+      ['x'.repeat(MAX_NAME_BYTES + 1), `it is ${MAX_NAME_BYTES + 1} bytes long`],
+      ['\u00fc'.repeat(126), 'it is 252 bytes long'],
+    ] as const) {
+      assert.equal(guestNameProblem(name), why, JSON.stringify(name));
+      const err = parseHookArgs([name, 'started', 'begin', '-']);
+      assert.ok(err instanceof Error, JSON.stringify(name));
+      assert.ok(err.message.startsWith(`guest name "${name.slice(0, 64)}"${name.length > 64 ? '...' : ''} is not a domain name (`), err.message);
+      assert.ok(err.message.includes(`(${why}; a domain name is 1 to ${MAX_NAME_BYTES} bytes, without '/' or control characters, and not '.' or '..'): not managed (fail-open)`), err.message);
+    }
+    assert.match((parseHookArgs(['../x/victim', 'prepare', 'begin', '-']) as Error).message, /^guest name "\.\.\/x\/victim" is not a domain name/);
+  });
+
+  it('takes every other name: dots, spaces, unicode, up to the byte limit', () => {
+    for (const name of ['...', '.hidden', 'a..b', 'my guest', 'gäst-1_2', 'x'.repeat(MAX_NAME_BYTES), '\u00fc'.repeat(125), '-', 'a\\b']) {
+      assert.equal(guestNameProblem(name), null, name);
+      assert.ok(!(parseHookArgs([name, 'started', 'begin', '-']) instanceof Error), name);
+    }
   });
 
   it('names an unknown op and the ones that exist', () => {
