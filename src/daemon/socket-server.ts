@@ -4,6 +4,13 @@
 // daemon's user (root), so connect(2) fails with EACCES for anyone else. Node cannot read
 // SO_PEERCRED, so there is no second check on the peer's uid after accept; nothing here may loosen
 // the socket's mode or its directory's.
+//
+// What one client can cost the daemon is bounded all the same (a stuck or runaway local tool must
+// not take the memory or the slots a guest's hook needs): at most maxConnections at once, further
+// ones refused at once with one error line; a connection with no request in progress that has not
+// completed a request line within idleTimeoutMs is dropped (trickling bytes does not keep it), so
+// each one holds at most one partial line for a bounded time. A request being answered is never
+// cut short, however long the daemon takes (admit waits, reap clears a whole guest).
 import { mkdirSync, chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -15,6 +22,11 @@ export type RequestHandler = (req: Request) => Promise<unknown>;
 export interface ServeOptions {
   /** Longest request line accepted; longer ones get one error reply and the connection is closed. */
   maxRequestBytes?: number;
+  /** Connections served at once (default 64); one more gets one error line and is closed at once. */
+  maxConnections?: number;
+  /** A connection with no request in progress is dropped this long (default 10 s) after it was
+   * accepted or last answered unless a whole request line has come in meanwhile. */
+  idleTimeoutMs?: number;
   /** Told about requests that failed inside the daemon and lines refused for their length. */
   log?: (message: string) => void;
 }
@@ -31,6 +43,14 @@ const MAX_QUEUED_LINES = 16;
 const DISCARD_MS = 2000;
 /** How long the probe of an existing socket waits for a live daemon to accept. */
 const PROBE_MS = 1000;
+/** Far above what the CLI, the hook and libvirt-watch use together (one connection per request). */
+const MAX_CONNECTIONS = 64;
+/** A client writes its request line at once on connecting; 10 s is slow even for a loaded host. */
+const IDLE_TIMEOUT_MS = 10_000;
+/** Refusals at the cap are told to the log at most this often, with how many there were. */
+const REFUSAL_LOG_MS = 60_000;
+/** How long a refused client has to read why before its connection is closed regardless. */
+const REFUSAL_LINGER_MS = 1000;
 
 const TOO_LONG = Symbol('too long');
 
@@ -40,12 +60,19 @@ export async function serveSocket(socketPath: string, handle: RequestHandler, op
   makeDirectory(path.dirname(socketPath));
   await removeStaleSocket(socketPath);
 
+  const maxConnections = opts.maxConnections ?? MAX_CONNECTIONS;
+  const idleMs = opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
   const connections = new Set<net.Socket>();
+  const refusals: Refusals = { count: 0, loggedAt: -Infinity, lingering: 0 };
   // allowHalfOpen: a client may send its requests and shut down its side; it still gets answers.
   const server = net.createServer({ allowHalfOpen: true }, (sock) => {
+    if (connections.size >= maxConnections) {
+      refuse(sock, maxConnections, refusals, log);
+      return;
+    }
     connections.add(sock);
     sock.once('close', () => connections.delete(sock));
-    serveConnection(sock, handle, maxBytes, log);
+    serveConnection(sock, handle, maxBytes, idleMs, log);
   });
   await listen(server, socketPath);
   chmodSync(socketPath, 0o600);
@@ -63,6 +90,45 @@ export async function serveSocket(socketPath: string, handle: RequestHandler, op
       return closed;
     },
   };
+}
+
+/** Closes a connection over the cap with one line saying why; tells the log once per REFUSAL_LOG_MS.
+ * The client's request is read (and dropped) until it has the line: closing at once would make its
+ * write fail (EPIPE) before it reads why. So many refusals waiting for their clients at once are
+ * bounded too: beyond that many, a connection is closed without a word. */
+function refuse(sock: net.Socket, max: number, refusals: Refusals, log: (m: string) => void): void {
+  sock.on('error', () => {});
+  refusals.count++;
+  const now = Date.now();
+  if (now - refusals.loggedAt >= REFUSAL_LOG_MS) {
+    log(`at the limit of ${max} connections: refused ${refusals.count} connection${refusals.count === 1 ? '' : 's'} (told at most once a minute)`);
+    refusals.loggedAt = now;
+    refusals.count = 0;
+  }
+  if (refusals.lingering >= max) {
+    sock.destroy();
+    return;
+  }
+  refusals.lingering++;
+  sock.once('close', () => refusals.lingering--);
+  sock.resume();
+  sock.end(encodeResponse({ ok: false, error: `the daemon already serves ${max} connections, its limit; connection refused, try again` }));
+  setTimeout(() => sock.destroy(), REFUSAL_LINGER_MS).unref();
+}
+
+interface Refusals {
+  /** Since the last log line. */
+  count: number;
+  loggedAt: number;
+  /** Refused connections whose clients have yet to read their line and close. */
+  lingering: number;
+}
+
+/** Sends a last line and closes; what the client sends meanwhile is not read (nor kept). */
+function closeWith(sock: net.Socket, line: string): void {
+  sock.end(line, () => sock.destroy());
+  // A client that does not read keeps 'finish' from coming: the line is small, the close certain.
+  setTimeout(() => sock.destroy(), DISCARD_MS).unref();
 }
 
 /** Creates missing directories 0755 whatever the umask: clients must be able to reach the socket. */
@@ -133,16 +199,33 @@ function listen(server: net.Server, socketPath: string): Promise<void> {
   });
 }
 
-function serveConnection(sock: net.Socket, handle: RequestHandler, maxBytes: number, log: (m: string) => void): void {
+function serveConnection(sock: net.Socket, handle: RequestHandler, maxBytes: number, idleMs: number, log: (m: string) => void): void {
   const queue: (string | typeof TOO_LONG)[] = [];
   let partial: Buffer[] = [];
   let partialBytes = 0;
   let discarding = false;
   let ended = false;
   let busy = false;
+  let idleTimer: NodeJS.Timeout | undefined;
 
   // A client that vanishes mid-request only loses its own answers.
   sock.on('error', () => {});
+  sock.once('close', () => clearTimeout(idleTimer));
+
+  /** Runs while nothing is in progress; only a whole request line stops it (see the top). */
+  const waitForRequest = () => {
+    if (idleTimer !== undefined || sock.destroyed || discarding || ended) return;
+    idleTimer = setTimeout(() => {
+      discarding = true;
+      partial = [];
+      closeWith(sock, encodeResponse({ ok: false, error: `no complete request line within ${idleMs} ms; connection closed` }));
+    }, idleMs);
+  };
+  const requestArrived = () => {
+    clearTimeout(idleTimer);
+    idleTimer = undefined;
+  };
+  waitForRequest();
 
   const push = (line: string) => {
     if (line.trim() !== '') queue.push(line);
@@ -174,11 +257,14 @@ function serveConnection(sock: net.Socket, handle: RequestHandler, maxBytes: num
       start = nl + 1;
     }
     if (queue.length >= MAX_QUEUED_LINES) sock.pause();
+    if (queue.length > 0) requestArrived();
     void answerQueued();
   });
 
   sock.on('end', () => {
     ended = true;
+    // Nothing more can come: answering what did is all that is left.
+    requestArrived();
     if (!discarding && partialBytes > 0) push(Buffer.concat(partial).toString('utf8'));
     partial = [];
     void answerQueued();
@@ -206,6 +292,7 @@ function serveConnection(sock: net.Socket, handle: RequestHandler, maxBytes: num
       if (ended && queue.length === 0 && !sock.destroyed) sock.end();
     } finally {
       busy = false;
+      if (queue.length === 0) waitForRequest();
     }
   }
 }

@@ -1,9 +1,10 @@
 // The daemon's socket on real unix sockets: what clients get back for good and bad lines, oversized
-// lines, failing handlers, vanishing clients, many clients at once; the socket file's mode, owner
+// lines, failing handlers, vanishing clients, many clients at once; the cap on connections and the
+// idle timeout (a flood of half-sent lines must not grow the daemon); the socket file's mode, owner
 // and directory; stale and live sockets at the path; a non-root process refused by the mode.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { MAX_REQUEST_BYTES, type Request } from '../../src/daemon/api.js';
 import { OP_NAMES } from '../../src/daemon/protocol.js';
-import { serveSocket, type SocketServer } from '../../src/daemon/socket-server.js';
+import { serveSocket, type ServeOptions, type SocketServer } from '../../src/daemon/socket-server.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'pvtd-sock-'));
 // Traversable by everyone, so that a non-root client is stopped by the socket's own mode.
@@ -36,8 +37,8 @@ async function echo(req: Request): Promise<unknown> {
   return { echo: req };
 }
 
-async function start(p = socketPath(), handle = echo): Promise<SocketServer> {
-  const s = await serveSocket(p, handle);
+async function start(p = socketPath(), handle = echo, opts: ServeOptions = {}): Promise<SocketServer> {
+  const s = await serveSocket(p, handle, opts);
   servers.push(s);
   return s;
 }
@@ -280,6 +281,104 @@ describe('daemon socket server', () => {
     );
     const pids = xs.map((x) => (parsed(x)[0]!.result as { echo: { pid: number } }).echo.pid);
     assert.deepEqual(pids, Array.from({ length: 50 }, (_, i) => i + 1));
+  });
+
+  it('a half-sent line, a trickled one and a silent connection are dropped after the idle timeout; a slow complete request is answered', async () => {
+    const idleTimeoutMs = 400;
+    const s = await start(socketPath(), echo, { idleTimeoutMs });
+    const dropped = { ok: false, error: `no complete request line within ${idleTimeoutMs} ms; connection closed` };
+    const timedExchange = async (send: (sock: net.Socket) => void) => {
+      const t0 = performance.now();
+      const x = await new Promise<Exchange>((resolve, reject) => {
+        const sock = net.connect(s.path, () => send(sock));
+        let buf = '';
+        const timer = setTimeout(() => (sock.destroy(), reject(new Error(`still open after 8 s with ${JSON.stringify(buf)}`))), 8000);
+        sock.on('data', (d) => (buf += d));
+        sock.on('error', () => undefined);
+        sock.on('close', () => (clearTimeout(timer), resolve({ lines: buf.split('\n').filter(Boolean), closed: true })));
+      });
+      return { ...x, ms: performance.now() - t0 };
+    };
+    let trickle: NodeJS.Timeout | undefined;
+    const [half, trickled, silent, slow] = await Promise.all([
+      timedExchange((sock) => sock.write('{"op":"sta')),
+      // A byte every 100 ms: a slow-loris must not keep its slot by never finishing its line.
+      timedExchange((sock) => {
+        const line = '{"op":"status","x":"' + 'y'.repeat(100);
+        let k = 0;
+        trickle = setInterval(() => (sock.destroyed ? clearInterval(trickle) : sock.write(line[k++ % line.length]!)), 100);
+      }),
+      timedExchange(() => undefined),
+      // The answer takes 3 timeouts; then the connection is idle and dropped like the others.
+      timedExchange((sock) => sock.write('{"op":"arm","pid":1,"guest":"sleep:1200"}\n{"op":"li')),
+    ]);
+    clearInterval(trickle);
+    for (const [what, x] of [['half-sent', half], ['trickled', trickled], ['silent', silent]] as const) {
+      assert.deepEqual(x.lines.map((l) => JSON.parse(l)), [dropped], what);
+      assert.ok(x.ms >= idleTimeoutMs - 50 && x.ms < idleTimeoutMs + 3000, `${what}: dropped after ${x.ms.toFixed(0)} ms`);
+    }
+    assert.deepEqual(slow.lines.map((l) => JSON.parse(l)), [{ ok: true, result: { echo: { op: 'arm', pid: 1, guest: 'sleep:1200' } } }, dropped]);
+    assert.ok(slow.ms >= 1200 + idleTimeoutMs - 50, `the slow request's connection closed after ${slow.ms.toFixed(0)} ms`);
+    assert.deepEqual(parsed(await exchange(s.path, '{"op":"status"}\n', 1)), [{ ok: true, result: { echo: { op: 'status' } } }]);
+  });
+
+  it('1,000 connections each holding a 60 KiB half-sent line: 64 served then dropped when idle, the rest refused at once (logged once); the server stays under 100 MB', async () => {
+    // The server in a process of its own, so that its peak RSS (VmHWM) is its alone.
+    const p = socketPath();
+    mkdirSync(path.dirname(p), { recursive: true });
+    const serverModule = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/daemon/socket-server.js');
+    const script = `
+      import { serveSocket } from ${JSON.stringify(serverModule)};
+      await serveSocket(process.argv[1], async () => 'ok', { idleTimeoutMs: 3000, log: (m) => process.stderr.write(m + '\\n') });
+      console.log('up');
+      process.stdin.resume();
+      process.stdin.on('end', () => process.exit(0));`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, p], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let log = '';
+    child.stderr.on('data', (d) => (log += d));
+    after(() => child.kill('SIGKILL'));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.once('data', () => resolve());
+      child.once('exit', (code) => reject(new Error(`test server exited with ${code}: ${log}`)));
+    });
+    const half = '{"op":"status","x":"' + 'y'.repeat(60 * 1024);
+    const ends = await Promise.all(
+      Array.from({ length: 1000 }, () =>
+        new Promise<string>((resolve) => {
+          const sock = net.connect(p, () => sock.write(half));
+          let got = '';
+          const timer = setTimeout(() => (sock.destroy(), resolve('still open after 20 s')), 20_000);
+          // As the daemon's clients do: the connection is closed once a line is in.
+          sock.on('data', (d) => ((got += d), got.includes('\n') && sock.destroy()));
+          sock.on('error', () => undefined);
+          sock.on('close', () => {
+            clearTimeout(timer);
+            const error = got ? (JSON.parse(got.split('\n')[0]!) as { error?: string }).error : undefined;
+            resolve(error?.includes('its limit') ? 'refused' : error?.startsWith('no complete request line') ? 'dropped' : got === '' ? 'closed' : `closed with ${JSON.stringify(got)}`);
+          });
+        }),
+      ),
+    );
+    const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+    const peakMiB = Number(/^VmHWM:\s+(\d+) kB/m.exec(status)![1]) / 1024;
+    const counts: Record<string, number> = {};
+    for (const e of ends) counts[e] = (counts[e] ?? 0) + 1;
+    process.stderr.write(`1,000 half-sent lines: test server peak RSS ${peakMiB.toFixed(1)} MiB, ${JSON.stringify(counts)}\n`);
+    assert.ok(peakMiB < 100, `the server's peak RSS was ${peakMiB.toFixed(1)} MiB`);
+    // Refused with a line while few refusals wait for their clients to read it, closed without one beyond.
+    assert.deepEqual(Object.keys(counts).sort(), Object.keys(counts).filter((k) => ['refused', 'closed', 'dropped'].includes(k)).sort(), JSON.stringify(counts));
+    assert.equal(counts.dropped, 64);
+    assert.equal((counts.refused ?? 0) + (counts.closed ?? 0), 936);
+    assert.ok((counts.refused ?? 0) >= 64, 'refusals come with their reason');
+    assert.equal(log.match(/at the limit of 64 connections: refused/g)?.length, 1, `logged once: ${log}`);
+    // Served again once the server has seen its side of the dropped connections close too.
+    let again = parsed(await exchange(p, '{"op":"status"}\n', 1));
+    for (let i = 0; again[0]?.ok !== true && i < 40; i++) {
+      await sleep(50);
+      again = parsed(await exchange(p, '{"op":"status"}\n', 1));
+    }
+    assert.deepEqual(again, [{ ok: true, result: 'ok' }]);
+    child.stdin.end();
   });
 
   it('creates the socket 0600, owned by its user, in a directory created 0755 whatever the umask', async () => {
