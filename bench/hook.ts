@@ -6,7 +6,8 @@
 //
 // `started` arms a new guest each round (a fake guest with the shim), `stopped` reports its exit
 // in the background (libvirt waits only for the launcher), `release` with PVTEARDOWN_HOOK_WAIT=1
-// shows what that report costs when waited for.
+// shows what that report costs when waited for. `prepare` with 2 MiB of nested <metadata> shows
+// what a guest owner's XML can cost the hook, and the XML reader alone is timed on it in-process.
 // Absolute times move with the machine's load; compare each row with the node baseline of the
 // same run (cases run round-robin), and the CPU column, which load does not stretch.
 import { spawn, spawnSync } from 'node:child_process';
@@ -16,6 +17,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { shimEnvironment } from '../src/exec/shim-env.js';
+import { parseDomainXml } from '../src/hook/domain-xml.js';
 import { nativePath, packageRoot } from '../src/paths.js';
 import { startTestDaemon, type TestDaemon } from '../test/support/daemon.js';
 import { describeMachine, writeResults } from './support/results.js';
@@ -49,6 +51,26 @@ function options(): { runs: number } {
 const xml = (name: string) =>
   `<domain type='kvm'><name>${name}</name><uuid>3e0c5a52-6b1d-4b43-9a53-0c1f8d2e7a10</uuid><memory unit='MiB'>64</memory>` +
   `<devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices></domain>\n`;
+
+/** 2 MiB of <metadata> nested 250 deep over and over: the old reader took 2.5-3.5 s on it. */
+const bigXml = (name: string) => {
+  const unit = '<a>'.repeat(250) + 'x' + '</a>'.repeat(250);
+  return xml(name).replace('</domain>', `<metadata>${unit.repeat(Math.ceil(2 ** 21 / unit.length))}</metadata></domain>`);
+};
+
+/** The reader alone: the first parse (cold, as in every hook run) and the median of the rest, CPU ms. */
+function timeParse(runs: number): { firstMs: number; medianMs: number; chars: number } {
+  const doc = bigXml('bench');
+  const cpu: number[] = [];
+  for (let k = 0; k < runs; k++) {
+    const c0 = process.cpuUsage();
+    if (parseDomainXml(doc).name !== 'bench') fail('parseDomainXml did not read the name after 2 MiB of <metadata>');
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1000);
+  }
+  const rest = cpu.slice(1).sort((a, b) => a - b);
+  return { firstMs: cpu[0]!, medianMs: quantile(rest, 0.5), chars: doc.length };
+}
 
 const TIME = '/usr/bin/time';
 const haveTime = spawnSync(TIME, ['-f', '%U', 'true']).status === 0;
@@ -124,6 +146,8 @@ interface Case {
   env: NodeJS.ProcessEnv;
   /** Runs before this case in round i (e.g. the guest dies before `stopped`). */
   before?(i: number): void;
+  /** The XML on stdin (default: a small domain). */
+  input?(i: number): string;
 }
 
 async function main(): Promise<void> {
@@ -142,6 +166,7 @@ async function main(): Promise<void> {
     ...(['prepare begin', 'started begin', 'stopped end', 'migrate begin'] as const).map(
       (op): Case => ({ name: `no daemon: ${op}`, argv: (i) => hook(root ? name(i) : 'g', ...op.split(' ')), env: none }),
     ),
+    { name: 'no daemon: prepare begin, 2 MiB <metadata>', argv: (i) => hook(root ? name(i) : 'g', 'prepare', 'begin'), env: none, input: (i) => bigXml(name(i)) },
   ];
   let d: TestDaemon | null = null;
   const guests = new Map<number, { pid: number; kill(): void }>();
@@ -175,7 +200,7 @@ async function main(): Promise<void> {
       }
       cases.forEach((c, k) => {
         c.before?.(i);
-        samples[k]!.push(timeRun(c.argv(i), xml(name(i)), c.env, cpuFile));
+        samples[k]!.push(timeRun(c.argv(i), c.input?.(i) ?? xml(name(i)), c.env, cpuFile));
       });
       guests.get(i)?.kill();
     }
@@ -187,7 +212,8 @@ async function main(): Promise<void> {
 
   const rows = cases.map((c, k) => row(c.name, samples[k]!));
   const base = rows[0]!;
-  const file = writeResults('hook', startedAt, { machine: describeMachine(), runs, cpuFromTime: haveTime, rows });
+  const parse = timeParse(Math.max(5, Math.min(runs, 50)));
+  const file = writeResults('hook', startedAt, { machine: describeMachine(), runs, cpuFromTime: haveTime, rows, parse2MiBMetadata: parse });
   process.stdout.write(
     renderTable(
       ['case', 'median ms', 'p95 ms', 'min', 'max', 'x node', 'CPU ms', 'stderr (last run)'],
@@ -202,7 +228,9 @@ async function main(): Promise<void> {
         r.stderr.slice(0, 50),
       ]),
       new Set([1, 2, 3, 4, 5, 6]),
-    ) + `\n\n${runs} rounds, every case once per round; results: ${path.relative(process.cwd(), file)}\n`,
+    ) +
+      `\n\nparseDomainXml on ${(parse.chars / 2 ** 20).toFixed(1)} MiB (2 MiB of <metadata> nested 250 deep): first ${fmt(parse.firstMs)} ms, then median ${fmt(parse.medianMs)} ms CPU` +
+      `\n${runs} rounds, every case once per round; results: ${path.relative(process.cwd(), file)}\n`,
   );
 }
 
