@@ -32,6 +32,10 @@ export interface TeardownView {
   /** The guest's resident memory when it exited: what the teardown frees. */
   bytes: number;
   error?: string;
+  /** Something about this teardown that is not as it should be (e.g. its helper died first). */
+  warning?: string;
+  /** Fields that were not measured but filled in (a teardown that ended while no daemon ran). */
+  unknown?: string[];
 }
 
 export interface Limits {
@@ -62,6 +66,18 @@ export interface StatusView {
   counts: Record<TeardownState, number>;
   boosted: boolean;
   pendingBytes: number;
+  storage: StorageView;
+}
+
+/** What the state dir could not take: kept in memory and retried on every tick. */
+export interface StorageView {
+  /** Finished teardowns whose journal line is not yet written. */
+  unjournaled: number;
+  /** Teardowns whose state file could not be written. */
+  unsavedStateFiles: number;
+  /** State files that could not be read, renamed to <file>.corrupt-<time> at start. */
+  corruptStateFiles: string[];
+  lastError: string | null;
 }
 
 /** Admission answer: may a guest of `bytes` start now? */
@@ -80,6 +96,7 @@ export type Request =
   | { op: 'status' }
   | { op: 'list' }
   | { op: 'arm'; pid: number; guest?: string; strategy?: Strategy; uuid?: string }
+  /** Moves only teardowns whose guest process is really gone; naming only live ones is refused. */
   | { op: 'exited'; pid?: number; guest?: string }
   | { op: 'limits'; maxConcurrent?: number; cpuPercent?: number | null }
   | { op: 'admit'; bytes: number; guest?: string; timeoutSeconds?: number }

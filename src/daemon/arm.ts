@@ -2,15 +2,12 @@
 // known and has been moved into a cgroup of its own under pvteardown's root.
 import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { dirname } from 'node:path';
-import { evacuate } from '../cgroup/evacuate.js';
 import { nativePath } from '../paths.js';
 import type { Strategy } from './api.js';
-import { heldBytes } from './pending-memory.js';
-import { nowIso, type DaemonContext } from './context.js';
-import { guestExited } from './exit.js';
+import type { DaemonContext } from './context.js';
 import { findSharingHelper } from './find-helper.js';
-import { Teardown, teardownId, type TeardownRecord } from './teardown.js';
+import type { Teardown } from './teardown.js';
+import { watchTeardown } from './watch.js';
 
 export interface ArmRequest {
   pid: number;
@@ -53,68 +50,9 @@ async function armOnce(ctx: DaemonContext, req: ArmRequest): Promise<Teardown> {
     helper = { pid: await startMmputAsyncHelper(ctx, req.pid), strategy: 'mmput-async' };
   }
   if (!helper) throw new ArmError(noHelperMessage(req.pid, req.strategy, ctx));
-  const t = createTeardown(ctx, { ...req, pidStart, helperPid: helper.pid, strategy: helper.strategy });
-  watchGuest(ctx, t);
-  ctx.log.info({ id: t.id, guest: t.record.guest, pid: req.pid, helper: helper.pid, strategy: helper.strategy }, 'armed');
+  const t = ctx.lifecycle.create({ ...req, pidStart, helperPid: helper.pid, strategy: helper.strategy });
+  watchTeardown(ctx, t);
   return t;
-}
-
-export interface NewTeardown extends ArmRequest {
-  pidStart: number;
-  /** null when the helper starts later (mrelease) and moves itself in then. */
-  helperPid: number | null;
-  strategy: Strategy;
-}
-
-/** The cgroup, then the state file, then the move: a crash between any two steps is recoverable. */
-export function createTeardown(ctx: DaemonContext, n: NewTeardown): Teardown {
-  const id = teardownId(n.pid, n.pidStart);
-  ctx.cgroups.create(id);
-  const record: TeardownRecord = {
-    id,
-    guest: n.guest ?? `pid ${n.pid}`,
-    pid: n.pid,
-    pidStart: n.pidStart,
-    helperPid: n.helperPid,
-    helperStart: n.helperPid === null ? null : ctx.sys.processStartTime(n.helperPid),
-    strategy: n.strategy,
-    state: 'armed',
-    armedAt: nowIso(),
-    exitedAt: null,
-    finishedAt: null,
-    cpuUsec: 0,
-    bytes: 0,
-  };
-  if (n.uuid) record.uuid = n.uuid;
-  const t = new Teardown(record, ctx.cgroups.primaryPath(id));
-  record.bytes = t.memoryLeftBytes = heldBytes(ctx, t);
-  ctx.registry.add(t);
-  if (n.helperPid !== null) {
-    ctx.cgroups.addProcess(id, n.helperPid);
-    leaveMachineCgroups(ctx, id, n.helperPid);
-  }
-  return t;
-}
-
-/** Out of libvirt's machine cgroup in the hierarchies pvteardown does not manage (cgroup/evacuate.ts). */
-function leaveMachineCgroups(ctx: DaemonContext, id: string, helperPid: number): void {
-  try {
-    const r = evacuate(helperPid, { managedMounts: ctx.cgroups.paths.map((p) => dirname(p)), groupName: ctx.cgroups.rootName });
-    if (r.moved.length) ctx.log.info({ id, helper: helperPid, moved: r.moved }, "helper left the machine cgroup for pvteardown's confined groups");
-    if (r.failed.length) ctx.log.warn({ id, helper: helperPid, failed: r.failed }, 'helper stays in the machine cgroup where pvteardown could not confine its own group (libvirt may wait for it at destroy)');
-  } catch (err) {
-    ctx.log.warn({ id, helper: helperPid, err: String(err) }, 'could not move the helper out of the machine cgroup');
-  }
-}
-
-/** The guest's exit hands the teardown to the queue. */
-export function watchGuest(ctx: DaemonContext, t: Teardown): void {
-  ctx.sys.waitExit(t.record.pid, { signal: ctx.stopping }).then(
-    () => guestExited(ctx, t),
-    (err: unknown) => {
-      if (!ctx.stopping.aborted) ctx.log.error({ id: t.id, err: String(err) }, 'lost track of a guest');
-    },
-  );
 }
 
 /** How long a starting mmput-async helper may take to pass its checks (slow under emulation). */

@@ -4,6 +4,7 @@ import type { CgroupBackend } from '../cgroup/index.js';
 import type { KernelFeatures, Sys } from '../sys/index.js';
 import type { Limits } from './api.js';
 import type { Journal } from './journal.js';
+import type { Lifecycle } from './lifecycle.js';
 import type { Pacer } from './pacing.js';
 import type { Registry } from './registry.js';
 
@@ -13,6 +14,8 @@ export interface DaemonContext {
   sys: Sys;
   registry: Registry;
   journal: Journal;
+  /** Every state change goes through it. */
+  lifecycle: Lifecycle;
   pacer: Pacer;
   limits: Limits;
   /** process_mmput_async's syscall number on this kernel, when configured (never guessed). */

@@ -1,7 +1,7 @@
 // The daemon: owns pvteardown's cgroup subtree, arms guests, paces their teardowns, records
 // them, and answers the CLI and the libvirt hook on a unix socket. Policy lives in the modules it
-// wires together (pacing, admission); this file only connects them to the outside.
-import { mkdirSync } from 'node:fs';
+// wires together (lifecycle, pacing, admission); this file only connects them to the outside.
+import { mkdirSync, realpathSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { pino, type Logger } from 'pino';
 import { openCgroups } from '../cgroup/index.js';
@@ -11,8 +11,11 @@ import { pendingBytes, refreshMemory } from './pending-memory.js';
 import type { Limits, Request, StatusView, TeardownView } from './api.js';
 import { arm } from './arm.js';
 import type { DaemonContext } from './context.js';
-import { guestExited } from './exit.js';
+import type { Teardown } from './teardown.js';
+import { FreezeWatchdog } from './freeze-watchdog.js';
+import { InstanceLocks } from './instance-lock.js';
 import { Journal } from './journal.js';
+import { currentBootId, Lifecycle } from './lifecycle.js';
 import { watchLibvirt } from './libvirt-watch.js';
 import { memoryPressure } from './memory.js';
 import { serveMetrics } from './metrics.js';
@@ -22,7 +25,6 @@ import { recover } from './recovery.js';
 import { Registry } from './registry.js';
 import { serveSocket } from './socket-server.js';
 import { StateFiles } from './state-files.js';
-import { isFinished } from './teardown.js';
 
 export const VERSION = '0.1.0';
 
@@ -59,29 +61,43 @@ export interface RunningDaemon {
 
 export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = opts.log ?? pino({ name: 'pvteardown' });
+  const bootId = currentBootId();
   mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
   const cgroups = openCgroups(opts.cgroupRoot ? { rootName: opts.cgroupRoot } : {});
+  // Before anything is touched: a second daemon would reset the first one's budget and thaw its groups.
+  const locks = await InstanceLocks.take([
+    { what: `cgroup root ${cgroups.rootName}`, option: '--cgroup-root', key: `cgroup:${cgroups.paths[0]}` },
+    { what: `state dir ${opts.stateDir}`, option: '--state-dir', key: `state:${realpathSync(opts.stateDir)}` },
+  ]);
   cgroups.ensureRoot();
   const files = new StateFiles(opts.stateDir);
   const stopping = new AbortController();
   const sys = openSys();
   const kernel = await sys.probe(opts.mmputAsyncNr === null ? {} : { mmputAsyncNr: opts.mmputAsyncNr });
-  const ctx: DaemonContext = {
+  const journal = new Journal(opts.stateDir);
+  const registry = new Registry(files, journal);
+  const limits = { ...opts.limits };
+  const watchdog = new FreezeWatchdog(cgroups.rootName, log);
+  watchdog.start();
+  const ctx = {
     log,
     cgroups,
     sys,
-    registry: new Registry(files),
-    journal: new Journal(opts.stateDir),
-    pacer: new Pacer(cgroups, opts.limits, log),
-    limits: { ...opts.limits },
+    registry,
+    journal,
+    limits,
     mmputAsyncNr: opts.mmputAsyncNr,
     kernel,
     stopping: stopping.signal,
-  };
+  } as DaemonContext;
+  ctx.lifecycle = new Lifecycle(ctx, bootId);
+  ctx.pacer = new Pacer(cgroups, registry, ctx.lifecycle, limits, watchdog, log);
+  ctx.lifecycle.onChange = () => ctx.pacer.apply();
   const startedAt = new Date().toISOString();
 
   const summary = await recover(ctx, files);
-  log.info({ ...summary, cgroup: cgroups.paths, sys: ctx.sys.kind }, 'recovered');
+  ctx.pacer.apply();
+  log.info({ ...summary, cgroup: cgroups.paths, sys: ctx.sys.kind, bootId }, 'recovered');
 
   const status = (): StatusView => ({
     daemon: { pid: process.pid, version: VERSION, startedAt, socket: opts.socket, stateDir: opts.stateDir },
@@ -91,6 +107,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     counts: ctx.registry.counts(),
     boosted: ctx.pacer.boosted,
     pendingBytes: pendingBytes(ctx),
+    storage: registry.storage(),
   });
 
   const handle = async (req: Request): Promise<unknown> => {
@@ -107,17 +124,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         if (req.strategy !== undefined) armReq.strategy = req.strategy;
         return (await arm(ctx, armReq)).view();
       }
-      case 'exited': {
-        const live = ctx.registry
-          .all()
-          .filter((t) => !isFinished(t.state) && (t.record.pid === req.pid || t.record.guest === req.guest || t.record.uuid === req.guest));
-        for (const t of live) guestExited(ctx, t);
-        return live.map((t) => t.view());
-      }
+      case 'exited':
+        return reportExited(ctx, req.pid, req.guest).map((t) => t.view());
       case 'limits': {
         if (req.maxConcurrent !== undefined) ctx.limits.maxConcurrent = req.maxConcurrent;
         if (req.cpuPercent !== undefined) ctx.limits.cpuPercent = req.cpuPercent;
-        ctx.pacer.setLimits(ctx.limits);
+        ctx.pacer.apply();
         return ctx.limits;
       }
       case 'admit':
@@ -138,6 +150,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       : watchLibvirt(ctx, { ...(opts.libvirtUri ? { uri: opts.libvirtUri } : {}), ...(opts.libvirtPrefix ? { namePrefix: opts.libvirtPrefix } : {}) });
 
   const tick = setInterval(() => {
+    registry.retry();
+    ctx.pacer.apply();
     refreshMemory(ctx);
     const pressure = ctx.limits.psiBoostThreshold === null ? null : memoryPressure();
     if (pressure !== null && pressure > ctx.limits.psiBoostThreshold! && pendingBytes(ctx) > 0) ctx.pacer.boost('psi');
@@ -152,11 +166,30 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       clearInterval(tick);
       stopping.abort();
       ctx.pacer.thawAll();
+      watchdog.stop();
+      registry.retry();
       await server.close();
       metrics?.close();
       // Bounded: a libvirt connection that does not close must not keep the daemon from stopping.
       await Promise.race([libvirt?.stop(), new Promise((r) => setTimeout(r, 3000).unref())]);
+      locks.release();
       log.info('pvteardown daemon stopped; helpers go on in their cgroups under the CPU budget');
     },
   };
+}
+
+/** A guest's exit as the hook or the CLI reports it: only teardowns whose guest process is really
+ * gone move. A name can already belong to the guest's next run (destroy and start are quick), so
+ * a report that names only live guests is refused, never applied to them. */
+function reportExited(ctx: DaemonContext, pid: number | undefined, guest: string | undefined): Teardown[] {
+  const named = ctx.registry.named(pid, guest);
+  const moved = named.filter((t) => ctx.lifecycle.guestExited(t));
+  const live = named.find((t) => !moved.includes(t));
+  if (moved.length === 0 && live) {
+    const who = pid !== undefined ? `pid ${pid}` : `guest ${guest}`;
+    throw new Error(
+      `${who} (${live.record.guest}, pid ${live.record.pid}, teardown ${live.id}) is still running: report "exited" once its process is gone`,
+    );
+  }
+  return moved;
 }

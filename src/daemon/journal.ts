@@ -1,7 +1,8 @@
 // Accounting of finished teardowns: JSON lines in <state-dir>/journal.jsonl, rotated by size.
 // Each teardown is recorded exactly once, also across daemon restarts: the ids already written
-// are read back at start.
-import { appendFileSync, existsSync, readFileSync, renameSync, statSync } from 'node:fs';
+// are read back at start. A full or failing disk never loses an entry nor tears a line: a line
+// is written whole or cut back off, and what could not be written waits in memory for retry().
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, renameSync, statSync, truncateSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
 export interface JournalEntry {
@@ -17,8 +18,11 @@ export interface JournalEntry {
   cpuUsec: number;
   bytes: number;
   error?: string;
+  warning?: string;
   /** Finished while no daemon watched: finishedAt is when the daemon found out. */
   finishedUnwatched?: boolean;
+  /** Fields that were not measured (their value is the best the daemon knew, or null). */
+  unknown?: string[];
 }
 
 export interface JournalTotals {
@@ -32,6 +36,9 @@ export class Journal {
   /** Since the journal began (rotated files included), for metrics without re-reading it. */
   readonly totals: JournalTotals = { teardowns: 0, cpuUsec: 0, bytes: 0 };
   private readonly written = new Set<string>();
+  /** Entries not yet on disk, oldest first. */
+  private readonly backlog: JournalEntry[] = [];
+  lastError: string | null = null;
 
   constructor(
     stateDir: string,
@@ -40,9 +47,11 @@ export class Journal {
   ) {
     this.file = path.join(stateDir, 'journal.jsonl');
     for (const f of this.files()) {
-      const text = readFileSync(f, 'utf8');
-      // A crash mid-append leaves a torn last line: end it, or the next entry would join it.
-      if (f === this.file && text && !text.endsWith('\n')) appendFileSync(f, '\n');
+      const raw = readFileSync(f);
+      // A crash mid-append leaves a torn last line: cut it off (that needs no space), or the next
+      // entry would join it.
+      if (f === this.file && raw.length && raw[raw.length - 1] !== 0x0a) truncateSync(f, raw.lastIndexOf(0x0a) + 1);
+      const text = raw.toString('utf8');
       for (const line of text.split('\n')) {
         try {
           this.count(JSON.parse(line) as JournalEntry);
@@ -53,17 +62,59 @@ export class Journal {
     }
   }
 
+  /** Recorded, on disk or in the backlog. */
   has(id: string): boolean {
+    return this.written.has(id) || this.backlog.some((e) => e.id === id);
+  }
+
+  /** On disk: only then may the teardown's state file go. */
+  isWritten(id: string): boolean {
     return this.written.has(id);
   }
 
-  /** Appends unless this teardown is already recorded; returns whether it wrote. */
-  record(entry: JournalEntry): boolean {
-    if (this.written.has(entry.id)) return false;
-    this.rotateIfFull();
-    appendFileSync(this.file, JSON.stringify(entry) + '\n', { mode: 0o600 });
-    this.count(entry);
-    return true;
+  get unwritten(): number {
+    return this.backlog.length;
+  }
+
+  /** Records the entry unless this teardown already is; a write that fails is retried later. */
+  record(entry: JournalEntry): void {
+    if (this.has(entry.id)) return;
+    this.backlog.push(entry);
+    this.retry();
+  }
+
+  /** Writes the backlog in order; stops at the first failure (the disk is still full). */
+  retry(): void {
+    while (this.backlog.length) {
+      const entry = this.backlog[0]!;
+      try {
+        this.rotateIfFull();
+        this.append(JSON.stringify(entry) + '\n');
+      } catch (err) {
+        this.lastError = `journal ${this.file}: ${(err as Error).message}`;
+        return;
+      }
+      this.backlog.shift();
+      this.count(entry);
+      this.lastError = null;
+    }
+  }
+
+  /** A short write (ENOSPC part-way) is cut back to where the line began. */
+  private append(line: string): void {
+    const fd = openSync(this.file, 'a', 0o600);
+    try {
+      const start = fstatSync(fd).size;
+      const bytes = Buffer.from(line);
+      try {
+        for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off);
+      } catch (err) {
+        ftruncateSync(fd, start);
+        throw err;
+      }
+    } finally {
+      closeSync(fd);
+    }
   }
 
   private count(entry: JournalEntry): void {

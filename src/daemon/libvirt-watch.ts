@@ -8,9 +8,7 @@ import { join } from 'node:path';
 import { LibvirtClient, type Domain, type LifecycleEvent } from '../libvirt/index.js';
 import { arm } from './arm.js';
 import type { DaemonContext } from './context.js';
-import { guestExited } from './exit.js';
 import { findSharingHelper } from './find-helper.js';
-import { isFinished } from './teardown.js';
 
 /** Where libvirt's QEMU driver writes NAME.pid for qemu:///system. */
 export const QEMU_RUN_DIR = '/run/libvirt/qemu';
@@ -69,9 +67,7 @@ export function watchLibvirt(ctx: DaemonContext, opts: LibvirtWatchOptions = {})
     if (existing) {
       // Armed before libvirt named it (exec, attach --pid): now it gets its domain's name.
       if (existing.record.uuid !== d.uuid) {
-        existing.record.guest = d.name;
-        existing.record.uuid = d.uuid;
-        ctx.registry.save(existing);
+        ctx.lifecycle.named(existing, d.name, d.uuid);
       }
       return;
     }
@@ -84,10 +80,9 @@ export function watchLibvirt(ctx: DaemonContext, opts: LibvirtWatchOptions = {})
     log.info({ id: t.id, guest: d.name, pid, strategy: t.record.strategy }, 'armed from libvirt');
   };
 
+  // By UUID, and only a guest whose process is gone: the domain may be running again already.
   const stopped = (d: Domain): void => {
-    for (const t of ctx.registry.all()) {
-      if (!isFinished(t.state) && t.record.uuid === d.uuid) guestExited(ctx, t);
-    }
+    for (const t of ctx.registry.named(undefined, d.uuid)) ctx.lifecycle.guestExited(t);
   };
 
   const onEvent = (e: LifecycleEvent): void => {
@@ -103,7 +98,7 @@ export function watchLibvirt(ctx: DaemonContext, opts: LibvirtWatchOptions = {})
     // Stopped while nobody listened: the pid watch queues those too, this is only sooner.
     for (const t of ctx.registry.all()) {
       if (t.state === 'armed' && t.record.uuid && !live.has(t.record.uuid) && wanted({ name: t.record.guest, uuid: t.record.uuid, id: -1 })) {
-        guestExited(ctx, t);
+        ctx.lifecycle.guestExited(t);
       }
     }
     await chain;

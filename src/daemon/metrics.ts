@@ -17,6 +17,10 @@ export function renderMetrics(ctx: DaemonContext): string {
   metric('pvteardown_teardowns_finished_total', 'counter', 'Teardowns recorded in the journal.', [['', totals.teardowns]]);
   metric('pvteardown_teardown_cpu_seconds_total', 'counter', 'CPU spent by finished teardowns (journal).', [['', totals.cpuUsec / 1e6]]);
   metric('pvteardown_teardown_bytes_total', 'counter', 'Memory cleared by finished teardowns (journal).', [['', totals.bytes]]);
+  const storage = ctx.registry.storage();
+  metric('pvteardown_journal_backlog', 'gauge', 'Finished teardowns whose journal line the state dir has not taken yet (retried every second).', [['', storage.unjournaled]]);
+  metric('pvteardown_state_files_unsaved', 'gauge', 'Teardowns whose state file could not be written (retried every second).', [['', storage.unsavedStateFiles]]);
+  metric('pvteardown_state_files_corrupt', 'gauge', 'State files set aside at start because they could not be read.', [['', storage.corruptStateFiles.length]]);
   metric('pvteardown_boosted', 'gauge', '1 while the CPU budget is lifted.', [['', ctx.pacer.boosted ? 1 : 0]]);
   return lines.join('\n') + '\n';
 }

@@ -1,6 +1,6 @@
 // How much memory the teardowns still hold: what a guest about to start is waiting for.
 import type { DaemonContext } from './context.js';
-import { isFinished, type Teardown } from './teardown.js';
+import type { Teardown } from './teardown.js';
 
 /**
  * The memory a teardown still has to free. A helper that shares the guest's mm (shim, qemu) shows
@@ -11,14 +11,14 @@ import { isFinished, type Teardown } from './teardown.js';
  */
 export function heldBytes(ctx: DaemonContext, t: Teardown): number {
   const r = t.record;
-  if (isFinished(r.state)) return 0;
+  if (t.finished) return 0;
   if (r.strategy === 'shim' || r.strategy === 'qemu') return r.helperPid ? ctx.sys.rssBytes(r.helperPid) : 0;
   return r.exitedAt ? r.bytes : ctx.sys.rssBytes(r.pid);
 }
 
 export function refreshMemory(ctx: DaemonContext): void {
   for (const t of ctx.registry.all()) {
-    if (isFinished(t.state)) continue;
+    if (t.finished) continue;
     t.memoryLeftBytes = heldBytes(ctx, t);
     if (!t.record.exitedAt) t.record.bytes = Math.max(t.record.bytes, t.memoryLeftBytes);
   }
@@ -27,6 +27,6 @@ export function refreshMemory(ctx: DaemonContext): void {
 export function pendingBytes(ctx: DaemonContext): number {
   return ctx.registry
     .all()
-    .filter((t) => t.record.exitedAt && !isFinished(t.state))
+    .filter((t) => t.record.exitedAt && !t.finished)
     .reduce((sum, t) => sum + t.memoryLeftBytes, 0);
 }

@@ -1,9 +1,7 @@
 // The mrelease fallback: a guest that no helper shares is killed and its memory reaped by
 // process_mrelease in a helper process inside a teardown cgroup, so the work is charged and
-// recorded like any other teardown (design.md §3, strategy mrelease).
-import { createTeardown } from './arm.js';
-import { nowIso, type DaemonContext } from './context.js';
-import { fail, finish } from './finish.js';
+// recorded like any other teardown (design.md §4, strategy mrelease).
+import type { DaemonContext } from './context.js';
 import { findSharingHelper } from './find-helper.js';
 import type { Teardown } from './teardown.js';
 
@@ -23,24 +21,24 @@ export async function reap(ctx: DaemonContext, req: ReapRequest): Promise<Teardo
   const helper = await findSharingHelper(ctx.sys, req.pid, undefined, 0);
   if (helper) throw new ReapError(`pid ${req.pid} has a helper (${helper.pid}): arm it instead of reaping it`);
 
-  // The teardown's cgroup holds the mrelease helper; its pid is only known once it starts.
-  const t = createTeardown(ctx, { ...req, pidStart, helperPid: null, strategy: 'mrelease' });
-  t.moveTo('fallback');
-  t.record.exitedAt = nowIso();
-  ctx.registry.save(t);
+  const t = ctx.lifecycle.create({ ...req, pidStart, helperPid: null, strategy: 'mrelease' });
+  ctx.lifecycle.reaping(t);
   try {
     const result = await ctx.sys.mrelease(req.pid, {
       kill: true,
+      // Saved before the call is made: a daemon restarted meanwhile knows this helper as this teardown's.
       beforeRun: (helperPid) => {
-        t.record.helperPid = helperPid;
+        ctx.lifecycle.helperStarted(t, helperPid);
         ctx.cgroups.addProcess(t.id, helperPid);
       },
       signal: ctx.stopping,
     });
     if (!result.released) ctx.log.info({ id: t.id, reason: result.reason }, 'mrelease: the guest freed its memory itself');
-    await finish(ctx, t);
+    if (t.record.helperPid !== null) await ctx.sys.waitExit(t.record.helperPid);
+    ctx.lifecycle.helperExited(t);
   } catch (err) {
-    fail(ctx, t, err);
+    // A daemon stopping leaves the teardown to the next one (state file and cgroup stay).
+    if (!ctx.stopping.aborted) ctx.lifecycle.failed(t, err);
   }
   return t;
 }

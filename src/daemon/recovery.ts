@@ -8,15 +8,12 @@
 // and pids limits. It is left where it is and named once in the log; libvirt's guests come back
 // through the libvirt watcher, which checks kcmp against the QEMU pid libvirt recorded.
 import { CgroupFsError } from '../cgroup/files.js';
-import { heldBytes } from './pending-memory.js';
-import { watchGuest } from './arm.js';
 import type { DaemonContext } from './context.js';
-import { nowIso } from './context.js';
-import { queueTeardown } from './exit.js';
 import { scanNamedHelpers } from './find-helper.js';
-import { finish } from './finish.js';
+import { heldBytes } from './pending-memory.js';
 import type { StateFiles } from './state-files.js';
 import { Teardown } from './teardown.js';
+import { watchTeardown } from './watch.js';
 
 export interface RecoverySummary {
   armed: number;
@@ -24,12 +21,14 @@ export interface RecoverySummary {
   finishedMeanwhile: number;
   /** Processes named like helpers that no state file of ours names: not touched. */
   leftAlone: number;
+  /** State files that could not be read: set aside, named in status. */
+  setAside: number;
 }
 
 export async function recover(ctx: DaemonContext, files: StateFiles): Promise<RecoverySummary> {
-  const summary: RecoverySummary = { armed: 0, requeued: 0, finishedMeanwhile: 0, leftAlone: 0 };
+  const summary: RecoverySummary = { armed: 0, requeued: 0, finishedMeanwhile: 0, leftAlone: 0, setAside: 0 };
   const groups = new Set(ctx.cgroups.list());
-  // First of all: nothing stays frozen on a dead daemon's orders.
+  // First of all: nothing stays frozen on a dead daemon's orders (pacing freezes again what waits).
   for (const id of groups) {
     try {
       ctx.cgroups.thaw(id);
@@ -39,33 +38,49 @@ export async function recover(ctx: DaemonContext, files: StateFiles): Promise<Re
   }
 
   for (const id of new Set([...groups, ...files.ids()])) {
-    const record = files.read(id);
-    if (!record) {
+    const read = files.read(id);
+    if (read && 'corrupt' in read) {
+      setAside(ctx, files, id, read.corrupt);
+      summary.setAside++;
       removeIfEmpty(ctx, id);
       continue;
     }
-    const t = new Teardown(record, ctx.cgroups.primaryPath(id));
+    if (!read) {
+      removeIfEmpty(ctx, id);
+      continue;
+    }
+    const t = new Teardown(read.record, ctx.cgroups.primaryPath(id));
     ctx.registry.add(t);
-    const sameProcess = (pid: number | null, start: number | null) =>
-      pid !== null && start !== null && ctx.sys.processStartTime(pid) === start;
-    if (!sameProcess(record.helperPid, record.helperStart) || ctx.journal.has(id) || !moveBack(ctx, id, record.helperPid!)) {
-      await finish(ctx, t, { unwatched: true });
+    // Pids and start times from another boot name nobody now.
+    const thisBoot = t.record.bootId === undefined || t.record.bootId === ctx.lifecycle.bootId;
+    if (t.finished || !thisBoot || !ctx.lifecycle.helperAlive(t) || ctx.journal.has(id) || !moveBack(ctx, id, t.record.helperPid!)) {
+      await ctx.lifecycle.finishedUnwatched(t);
       summary.finishedMeanwhile++;
       continue;
     }
     t.memoryLeftBytes = heldBytes(ctx, t);
-    if (record.state === 'armed' && sameProcess(record.pid, record.pidStart)) {
-      watchGuest(ctx, t);
-      summary.armed++;
-    } else {
-      record.exitedAt ??= nowIso();
-      queueTeardown(ctx, t);
+    watchTeardown(ctx, t);
+    if (t.state === 'armed' && ctx.lifecycle.guestAlive(t)) summary.armed++;
+    else {
+      // Exited while no daemon watched: when, and what it held then, nobody saw.
+      if (t.state === 'armed') ctx.lifecycle.guestExited(t, { seenLate: true });
       summary.requeued++;
     }
   }
 
   summary.leftAlone = reportStrangers(ctx);
   return summary;
+}
+
+function setAside(ctx: DaemonContext, files: StateFiles, id: string, why: string): void {
+  try {
+    const to = files.setAside(id);
+    ctx.registry.corrupt.push(to);
+    ctx.log.error({ id, file: to, why }, 'state file set aside: it cannot be read; its teardown, if any, is not managed');
+  } catch (err) {
+    ctx.registry.corrupt.push(id);
+    ctx.log.error({ id, why, err: String(err) }, 'state file unreadable and could not be set aside');
+  }
 }
 
 function reportStrangers(ctx: DaemonContext): number {

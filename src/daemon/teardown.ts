@@ -1,19 +1,25 @@
 // A teardown's record and its state machine. The record is what a state file holds, so that a
-// restarted daemon knows each teardown again (design.md §2: the cgroup tree plus these files).
+// restarted daemon knows each teardown again (design.md §6: the cgroup tree plus these files).
+// Only lifecycle.ts changes a record's state.
 import type { TeardownState, TeardownView } from './api.js';
 
 /** What a state file holds: the view's fields that are facts (not live readings), plus what
- * recognises the processes again across daemon restarts (pid and start time). */
+ * recognises the processes again across daemon restarts and reboots. */
 export type TeardownRecord = Omit<TeardownView, 'memoryLeftBytes' | 'cgroup'> & {
   uuid?: string;
+  /** /proc/sys/kernel/random/boot_id when armed: pids and start times only mean something within one boot. */
+  bootId?: string;
   /** /proc/<pid>/stat start time: with the pid, recognises the guest across daemon restarts. */
   pidStart: number;
   helperStart: number | null;
+  /** When pacing first froze it (epoch ms): the deadline of --max-freeze-seconds survives restarts. */
+  frozenAt?: number | null;
 };
 
 /** Which state may follow which; anything else is a bug and throws. */
 const NEXT: Record<TeardownState, readonly TeardownState[]> = {
-  // armed/queued -> done: the helper finished while no daemon watched
+  // armed -> done: the helper finished while no daemon watched; armed -> fallback: mrelease, or
+  // the helper died before its guest
   armed: ['queued', 'running', 'done', 'fallback', 'failed'],
   queued: ['running', 'done', 'failed'],
   running: ['queued', 'done', 'failed'],
@@ -21,10 +27,6 @@ const NEXT: Record<TeardownState, readonly TeardownState[]> = {
   fallback: ['done', 'failed'],
   failed: [],
 };
-
-export function isFinished(state: TeardownState): boolean {
-  return state === 'done' || state === 'failed';
-}
 
 export class Teardown {
   memoryLeftBytes = 0;
@@ -40,6 +42,10 @@ export class Teardown {
   get state(): TeardownState {
     return this.record.state;
   }
+  /** A fallback whose guest freed its own memory is finished as it stands; one being reaped is not. */
+  get finished(): boolean {
+    return this.state === 'done' || this.state === 'failed' || this.record.finishedAt !== null;
+  }
 
   moveTo(state: TeardownState): void {
     if (state === this.record.state) return;
@@ -50,12 +56,12 @@ export class Teardown {
   }
 
   view(): TeardownView {
-    const { uuid: _uuid, pidStart: _pidStart, helperStart: _helperStart, ...facts } = this.record;
-    return { ...facts, memoryLeftBytes: isFinished(facts.state) ? 0 : this.memoryLeftBytes, cgroup: this.cgroupPath };
+    const { uuid: _uuid, pidStart: _pidStart, helperStart: _helperStart, bootId: _bootId, frozenAt: _frozenAt, ...facts } = this.record;
+    return { ...facts, memoryLeftBytes: this.finished ? 0 : this.memoryLeftBytes, cgroup: this.cgroupPath };
   }
 }
 
-/** Ids double as cgroup names: the guest's pid and its start time make them unique and stable. */
-export function teardownId(pid: number, pidStart: number): string {
-  return `t${pid}-${pidStart.toString(36)}`;
+/** Ids double as cgroup names: pid and start time are unique within a boot, the boot id across boots. */
+export function teardownId(bootId: string, pid: number, pidStart: number): string {
+  return `t${pid}-${pidStart.toString(36)}-${bootId.replace(/-/g, '').slice(0, 8)}`;
 }

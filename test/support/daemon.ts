@@ -1,6 +1,7 @@
 // A real pvteardown daemon for tests (and the demo): its own socket, state dir and cgroup root, so it never meets
 // a production daemon's teardowns; killed, restarted and cleaned up like a service would be.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -8,7 +9,7 @@ import path from 'node:path';
 import { openCgroups, type CgroupBackend } from '../../src/cgroup/index.js';
 import type { Request, TeardownView } from '../../src/daemon/api.js';
 import { request } from '../../src/daemon/socket-client.js';
-import { packageRoot } from '../../src/paths.js';
+import { nativePath, packageRoot } from '../../src/paths.js';
 
 export const CLI = path.join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 
@@ -34,6 +35,12 @@ export interface TestDaemon {
 export interface TestDaemonOptions {
   /** Cgroup root, socket dir prefix. */
   prefix?: string;
+  /** A state dir of the test's own (e.g. a small tmpfs); the test removes it. */
+  stateDir?: string;
+  /** Another daemon's cgroup root: to show that a second daemon on it refuses. */
+  cgroupRoot?: string;
+  /** Added to the daemon's environment (e.g. PVTEARDOWN_BOOT_ID). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Memory pressure from other work on the machine must not boost a test's teardowns: --psi-boost off. */
@@ -42,14 +49,15 @@ export async function startTestDaemon(flags: string[] = [], opts: TestDaemonOpti
   flags = [...(flags.includes('--psi-boost') ? [] : ['--psi-boost', 'off']), ...flags];
   const dir = mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
   const socket = path.join(dir, 'pvteardown.sock');
-  const stateDir = path.join(dir, 'state');
-  const cgroupRoot = `${prefix}-${randomBytes(4).toString('hex')}`;
+  const stateDir = opts.stateDir ?? path.join(dir, 'state');
+  const cgroupRoot = opts.cgroupRoot ?? `${prefix}-${randomBytes(4).toString('hex')}`;
   let log = '';
   let child!: ChildProcess;
 
   const launch = async () => {
     child = spawn(process.execPath, [CLI, '--socket', socket, 'daemon', '--cgroup-root', cgroupRoot, '--state-dir', stateDir, ...flags], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...opts.env },
     });
     child.stdout!.on('data', (d) => (log += d));
     child.stderr!.on('data', (d) => (log += d));
@@ -130,3 +138,24 @@ export async function until<T>(what: string, probe: () => Promise<T>, done: (v: 
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** Guests a failed test left running would keep the test process waiting (no node:test hook
+ * here: the demo imports this file too). */
+const guests = new Set<ChildProcess>();
+process.once('exit', () => guests.forEach((g) => g.kill('SIGKILL')));
+
+/** A guest run the way an operator would: `pvteardown exec --name NAME -- fakeguest`. */
+export async function execGuest(d: TestDaemon, name: string, mib: number): Promise<{ pid: number; stderr: () => string }> {
+  const child = spawn(process.execPath, [CLI, '--socket', d.socket, 'exec', '--name', name, '--', nativePath('pvteardown-fakeguest'), '--mib', String(mib)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (x) => (stderr += x));
+  guests.add(child);
+  child.once('exit', () => guests.delete(child));
+  const first = await createInterface({ input: child.stdout })[Symbol.asyncIterator]().next();
+  const m = /^READY (\d+)$/.exec(String(first.value));
+  if (!m) throw new Error(`guest ${name} did not start: ${String(first.value)} ${stderr}`);
+  return { pid: Number(m[1]), stderr: () => stderr };
+}
+

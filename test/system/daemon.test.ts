@@ -5,7 +5,6 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from 'node:net';
-import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import type { AdmitResult, StatusView, TeardownView } from '../../src/daemon/api.js';
 import { scanNamedHelpers } from '../../src/daemon/find-helper.js';
@@ -13,9 +12,8 @@ import { Journal } from '../../src/daemon/journal.js';
 import { StateFiles } from '../../src/daemon/state-files.js';
 import { teardownId } from '../../src/daemon/teardown.js';
 import { availableBytes } from '../../src/daemon/memory.js';
-import { nativePath } from '../../src/paths.js';
 import { parseStat } from '../../src/sys/proc.js';
-import { CLI, SLOWDOWN, startTestDaemon, until, type TestDaemon } from '../support/daemon.js';
+import { CLI, execGuest, SLOWDOWN, startTestDaemon, until, type TestDaemon } from '../support/daemon.js';
 import { GUEST_MIB, helperJson, killAndTime, requireRoot, signalIfAlive, spawnZombie, startFakeGuest, testCgroups } from '../support/system.js';
 
 const MiB = 2 ** 20;
@@ -24,22 +22,6 @@ const BIG = GUEST_MIB;
 const HALF = GUEST_MIB / 2;
 const QUARTER = GUEST_MIB / 4;
 const root = process.getuid?.() === 0;
-
-/** A guest run the way an operator would: `pvteardown exec --name NAME -- fakeguest`. */
-async function execGuest(d: TestDaemon, name: string, mib: number): Promise<{ pid: number; stderr: () => string }> {
-  const child = spawn(process.execPath, [CLI, '--socket', d.socket, 'exec', '--name', name, '--', nativePath('pvteardown-fakeguest'), '--mib', String(mib)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (x) => (stderr += x));
-  after(() => {
-    child.kill('SIGKILL');
-  });
-  const first = await createInterface({ input: child.stdout })[Symbol.asyncIterator]().next();
-  const m = /^READY (\d+)$/.exec(String(first.value));
-  if (!m) throw new Error(`guest ${name} did not start: ${String(first.value)} ${stderr}`);
-  return { pid: Number(m[1]), stderr: () => stderr };
-}
 
 const byGuest = (rows: TeardownView[], name: string) => rows.filter((t) => t.guest === name).at(-1);
 const allDone = (names: string[]) => (rows: TeardownView[]) => names.every((n) => byGuest(rows, n)?.state === 'done');
@@ -116,7 +98,7 @@ describe('pvteardown daemon', { concurrency: false }, () => {
 
   it('SIGKILLed with two teardowns frozen in the queue, a restarted daemon leaves nothing frozen without a slot and records each once, a zombie helper as finished meanwhile', async (t) => {
     if (!requireRoot(t) || !root) return;
-    const zombieId = teardownId(process.pid, 1);
+    const zombieId = teardownId('0000zomb', process.pid, 1);
     const d = await daemon(['--max-concurrent', '1']);
     const names = ['r1', 'r2', 'r3'];
     const guests = await Promise.all(names.map((n) => execGuest(d, n, HALF)));

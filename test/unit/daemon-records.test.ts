@@ -57,9 +57,11 @@ describe('teardown state machine', () => {
     assert.equal(t.view().memoryLeftBytes, 4096);
     t.moveTo('done');
     assert.equal(t.view().memoryLeftBytes, 0);
-    assert.equal(teardownId(1234, 987654), teardownId(1234, 987654));
-    assert.match(teardownId(1234, 987654), /^t1234-[0-9a-z]+$/);
-    assert.notEqual(teardownId(1234, 1), teardownId(1234, 2), 'a reused pid is another teardown');
+    const boot = '6f1e0c4a-0000-4000-8000-000000000001';
+    assert.equal(teardownId(boot, 1234, 987654), teardownId(boot, 1234, 987654));
+    assert.match(teardownId(boot, 1234, 987654), /^t1234-[0-9a-z]+-6f1e0c4a$/);
+    assert.notEqual(teardownId(boot, 1234, 1), teardownId(boot, 1234, 2), 'a reused pid is another teardown');
+    assert.notEqual(teardownId(boot, 1234, 1), teardownId('0bad0bad-0000', 1234, 1), 'the same pid and start time in another boot too');
   });
 });
 
@@ -67,11 +69,16 @@ describe('state files', () => {
   it('write atomically, read back, list and remove; a torn temp file never counts', () => {
     const files = new StateFiles(tempDir());
     files.write(record());
-    assert.deepEqual(files.read('t100-abc'), record());
+    assert.deepEqual(files.read('t100-abc'), { record: record() });
     writeFileSync(path.join(files.dir, 't999-x.json.tmp'), '{"id":');
     writeFileSync(path.join(files.dir, 't998-y.json'), '{"id":');
     assert.deepEqual(files.ids().sort(), ['t100-abc', 't998-y']);
-    assert.equal(files.read('t998-y'), null, 'unreadable is null, not a crash');
+    assert.match((files.read('t998-y') as { corrupt: string }).corrupt, /not JSON/, 'unreadable is reported, not a crash');
+    writeFileSync(path.join(files.dir, 't997-z.json'), JSON.stringify({ ...record(), id: 't997-z', state: 'sleeping' }));
+    assert.match((files.read('t997-z') as { corrupt: string }).corrupt, /state "sleeping" is not one of armed, queued/);
+    const aside = files.setAside('t997-z');
+    assert.match(aside, /t997-z\.json\.corrupt-\d+$/);
+    assert.ok(!files.ids().includes('t997-z'));
     files.remove('t100-abc');
     assert.equal(files.read('t100-abc'), null);
     assert.ok(!readdirSync(files.dir).includes('t100-abc.json'));
@@ -80,18 +87,24 @@ describe('state files', () => {
 
 describe('registry', () => {
   it('persists live teardowns, drops the state file when finished, finds by pid and guest', () => {
-    const files = new StateFiles(tempDir());
-    const reg = new Registry(files);
+    const dir = tempDir();
+    const files = new StateFiles(dir);
+    const journal = new Journal(dir);
+    const reg = new Registry(files, journal);
     const t = new Teardown(record({ uuid: '6f1e0c4a-0000-4000-8000-000000000001' }), '/cg');
     reg.add(t);
     assert.ok(files.read(t.id));
     assert.equal(reg.live(100), t);
     assert.equal(reg.live(100, 5), t);
     assert.equal(reg.live(100, 6), undefined, 'same pid, other start time: another process');
-    assert.deepEqual(reg.byGuest('6f1e0c4a-0000-4000-8000-000000000001'), [t]);
+    assert.deepEqual(reg.named(undefined, '6f1e0c4a-0000-4000-8000-000000000001'), [t]);
+    assert.deepEqual(reg.named(100, 'other'), [], 'pid and name must both match');
     t.moveTo('running');
     t.moveTo('done');
     reg.save(t);
+    assert.ok(files.read(t.id), 'a finished teardown keeps its state file until the journal has it');
+    journal.record(entry(t.id));
+    reg.retry();
     assert.equal(files.read(t.id), null);
     assert.equal(reg.live(100), undefined);
     assert.equal(reg.counts().done, 1);
@@ -102,12 +115,12 @@ describe('journal', () => {
   it('records each teardown exactly once, also after a restart', () => {
     const dir = tempDir();
     const j = new Journal(dir);
-    assert.equal(j.record(entry('a')), true);
-    assert.equal(j.record(entry('a')), false);
+    j.record(entry('a'));
+    j.record(entry('a'));
     const reopened = new Journal(dir);
     assert.equal(reopened.has('a'), true);
-    assert.equal(reopened.record(entry('a')), false);
-    assert.equal(reopened.record(entry('b')), true);
+    reopened.record(entry('a'));
+    reopened.record(entry('b'));
     assert.deepEqual(reopened.entries().map((e) => e.id), ['a', 'b']);
   });
 

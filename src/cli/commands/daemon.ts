@@ -28,7 +28,8 @@ export function registerDaemon(program: Command): void {
       "Run the daemon in the foreground: it owns pvteardown's cgroup subtree, arms guests, queues and paces " +
         'their teardowns (queued helpers are frozen until their turn), records each in a journal, and answers ' +
         'the CLI and the libvirt hook on --socket. Logs are JSON lines (pino) on stdout. A restarted daemon ' +
-        'picks up every teardown from the cgroup tree and its state files.',
+        'picks up every teardown from the cgroup tree and its state files. One daemon per --cgroup-root and ' +
+        '--state-dir: a second one refuses to start.',
     )
     .option('--cgroup-root <name>', "pvteardown's cgroup under each hierarchy's root (default pvteardown.slice on v2, pvteardown on v1)")
     .option('--state-dir <dir>', 'state files and the journal', '/var/lib/pvteardown')
