@@ -144,6 +144,9 @@ describe('pvteardown daemon', { concurrency: false }, () => {
     const journal = new Journal(d.stateDir).entries();
     for (const n of names) assert.equal(journal.filter((e) => e.guest === n).length, 1, `${n} journaled exactly once`);
     assert.deepEqual(journal.filter((e) => e.guest === 'zombie-helper').map((e) => e.finishedUnwatched), [true], 'the zombie\'s once, as finished meanwhile');
+    const zombieEntry = journal.find((e) => e.guest === 'zombie-helper')!;
+    // Nobody saw it finish, and its group was gone: said so, not made up.
+    assert.deepEqual([zombieEntry.wallMs, zombieEntry.unknown?.sort()], [null, ['cpuUsec', 'finishedAt', 'wallMs']]);
     assert.equal(d.cgroups.exists(zombieId), false, 'the zombie\'s group is gone');
   });
 
