@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { MAX_REQUEST_BYTES, type Request } from '../../src/daemon/api.js';
 import { OP_NAMES } from '../../src/daemon/protocol.js';
 import { serveSocket, type ServeOptions, type SocketServer } from '../../src/daemon/socket-server.js';
+import { SLOWDOWN } from '../support/daemon.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'pvtd-sock-'));
 // Traversable by everyone, so that a non-root client is stopped by the socket's own mode.
@@ -284,15 +285,16 @@ describe('daemon socket server', () => {
   });
 
   it('a half-sent line, a trickled one and a silent connection are dropped after the idle timeout; a slow complete request is answered', async () => {
-    const idleTimeoutMs = 400;
+    const idleTimeoutMs = 400 * SLOWDOWN;
     const s = await start(socketPath(), echo, { idleTimeoutMs });
     const dropped = { ok: false, error: `no complete request line within ${idleTimeoutMs} ms; connection closed` };
+    const slowMs = 3 * idleTimeoutMs;
     const timedExchange = async (send: (sock: net.Socket) => void) => {
       const t0 = performance.now();
       const x = await new Promise<Exchange>((resolve, reject) => {
         const sock = net.connect(s.path, () => send(sock));
         let buf = '';
-        const timer = setTimeout(() => (sock.destroy(), reject(new Error(`still open after 8 s with ${JSON.stringify(buf)}`))), 8000);
+        const timer = setTimeout(() => (sock.destroy(), reject(new Error(`still open after ${8 * SLOWDOWN} s with ${JSON.stringify(buf)}`))), 8000 * SLOWDOWN);
         sock.on('data', (d) => (buf += d));
         sock.on('error', () => undefined);
         sock.on('close', () => (clearTimeout(timer), resolve({ lines: buf.split('\n').filter(Boolean), closed: true })));
@@ -310,15 +312,15 @@ describe('daemon socket server', () => {
       }),
       timedExchange(() => undefined),
       // The answer takes 3 timeouts; then the connection is idle and dropped like the others.
-      timedExchange((sock) => sock.write('{"op":"arm","pid":1,"guest":"sleep:1200"}\n{"op":"li')),
+      timedExchange((sock) => sock.write(`{"op":"arm","pid":1,"guest":"sleep:${slowMs}"}\n{"op":"li`)),
     ]);
     clearInterval(trickle);
     for (const [what, x] of [['half-sent', half], ['trickled', trickled], ['silent', silent]] as const) {
       assert.deepEqual(x.lines.map((l) => JSON.parse(l)), [dropped], what);
-      assert.ok(x.ms >= idleTimeoutMs - 50 && x.ms < idleTimeoutMs + 3000, `${what}: dropped after ${x.ms.toFixed(0)} ms`);
+      assert.ok(x.ms >= idleTimeoutMs - 50 && x.ms < idleTimeoutMs + 3000 * SLOWDOWN, `${what}: dropped after ${x.ms.toFixed(0)} ms`);
     }
-    assert.deepEqual(slow.lines.map((l) => JSON.parse(l)), [{ ok: true, result: { echo: { op: 'arm', pid: 1, guest: 'sleep:1200' } } }, dropped]);
-    assert.ok(slow.ms >= 1200 + idleTimeoutMs - 50, `the slow request's connection closed after ${slow.ms.toFixed(0)} ms`);
+    assert.deepEqual(slow.lines.map((l) => JSON.parse(l)), [{ ok: true, result: { echo: { op: 'arm', pid: 1, guest: `sleep:${slowMs}` } } }, dropped]);
+    assert.ok(slow.ms >= slowMs + idleTimeoutMs - 50, `the slow request's connection closed after ${slow.ms.toFixed(0)} ms`);
     assert.deepEqual(parsed(await exchange(s.path, '{"op":"status"}\n', 1)), [{ ok: true, result: { echo: { op: 'status' } } }]);
   });
 
@@ -329,7 +331,7 @@ describe('daemon socket server', () => {
     const serverModule = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/daemon/socket-server.js');
     const script = `
       import { serveSocket } from ${JSON.stringify(serverModule)};
-      await serveSocket(process.argv[1], async () => 'ok', { idleTimeoutMs: 3000, log: (m) => process.stderr.write(m + '\\n') });
+      await serveSocket(process.argv[1], async () => 'ok', { idleTimeoutMs: ${3000 * SLOWDOWN}, log: (m) => process.stderr.write(m + '\\n') });
       console.log('up');
       process.stdin.resume();
       process.stdin.on('end', () => process.exit(0));`;
@@ -347,7 +349,7 @@ describe('daemon socket server', () => {
         new Promise<string>((resolve) => {
           const sock = net.connect(p, () => sock.write(half));
           let got = '';
-          const timer = setTimeout(() => (sock.destroy(), resolve('still open after 20 s')), 20_000);
+          const timer = setTimeout(() => (sock.destroy(), resolve('still open after the bound')), 20_000 * SLOWDOWN);
           // As the daemon's clients do: the connection is closed once a line is in.
           sock.on('data', (d) => ((got += d), got.includes('\n') && sock.destroy()));
           sock.on('error', () => undefined);
