@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 // pvteardown's command line: virsh-like, one file per command under commands/.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
+import { packageRoot } from '../paths.js';
 import { registerAttach } from './commands/attach.js';
 import { registerDaemon } from './commands/daemon.js';
 import { registerDestroy } from './commands/destroy.js';
@@ -20,6 +23,7 @@ export function buildProgram(): Command {
       'Let protected KVM guests (and any huge process) exit at once while a helper that shares ' +
         'their memory clears it afterwards, cgroup-accounted and paced.',
     )
+    .version(packageVersion(), '-V, --version', 'print the version and exit')
     .option('-c, --connect <uri>', 'libvirt URI (default: LIBVIRT_DEFAULT_URI or qemu:///system)')
     .option('--socket <path>', "the daemon's socket", DEFAULT_SOCKET)
     .option('--json', 'machine-readable output on commands that read')
@@ -46,6 +50,11 @@ export function buildProgram(): Command {
   registerEnable(program);
   for (const command of program.commands) withGlobalOptions(command);
   return program;
+}
+
+/** The version of the package this program runs from (a checkout or an installed copy). */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 /** Errors end as one line naming what was wrong (a guest name or a daemon's message quoted in it
