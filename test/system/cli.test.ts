@@ -19,7 +19,7 @@ describe('pvteardown CLI against a daemon', { concurrency: false }, () => {
     if (!requireRoot(t) || !root) return;
     d = await startTestDaemon([]);
     const status = JSON.parse(cli('status', '--json').stdout);
-    assert.deepEqual(Object.keys(status).sort(), ['boosted', 'cgroup', 'counts', 'daemon', 'kernel', 'limits', 'pendingBytes']);
+    assert.deepEqual(Object.keys(status).sort(), ['boosted', 'cgroup', 'counts', 'daemon', 'kernel', 'limits', 'pendingBytes', 'storage']);
     assert.deepEqual(Object.keys(status.cgroup).sort(), ['root', 'version']);
     assert.deepEqual(Object.keys(status.kernel).sort(), ['clone3', 'mmputAsync', 'pidfd', 'processMrelease']);
     assert.deepEqual(Object.keys(status.counts).sort(), ['armed', 'done', 'failed', 'fallback', 'queued', 'running']);
