@@ -38,7 +38,8 @@ static inline unsigned long long pvtd_gmem_bytes(int fd)
 	return (unsigned long long)stx.stx_size;
 }
 
-static inline void pvtd_release_kvm(struct pvtd_kvm_refs *r, unsigned long long chunk_bytes)
+/* Every guest_memfd, punched in chunks and closed; the VM stays held. */
+static inline void pvtd_release_gmem(struct pvtd_kvm_refs *r, unsigned long long chunk_bytes)
 {
 	struct statx stx;
 	int i;
@@ -56,6 +57,11 @@ static inline void pvtd_release_kvm(struct pvtd_kvm_refs *r, unsigned long long 
 		raw_syscall1(SYS_close, fd);
 	}
 	r->n_gmem = 0;
+}
+
+static inline void pvtd_release_kvm(struct pvtd_kvm_refs *r, unsigned long long chunk_bytes)
+{
+	pvtd_release_gmem(r, chunk_bytes);
 	if (r->vm >= 0)
 		raw_syscall1(SYS_close, r->vm);
 	r->vm = -1;

@@ -11,6 +11,13 @@
  *   munmap      any range: the teardown itself, and no more than the program can do to itself
  *   kcmp        (self, target, KCMP_VM) only
  *   exit, exit_group
+ * and with the KVM capture on (a socket to take the KVM files on), for pvtd_release_kvm:
+ *   recvmsg     on that socket only, flags MSG_CMSG_CLOEXEC | MSG_DONTWAIT only
+ *   statx       flags AT_EMPTY_PATH only (the path pointer is the program's to rewrite, so a
+ *               compromised program can stat paths from the helper's root: metadata, no content)
+ *   fallocate   FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE only: on files the helper was given,
+ *               which the program held writable itself
+ *   close       any descriptor: the helper's table is its own
  * Everything else, rt_sigreturn and restart_syscall included (no handler ever runs in the helper,
  * and ppoll never asks for a restart block), kills the helper with SIGSYS.
  */
@@ -19,6 +26,8 @@
 #include <linux/kcmp.h>
 #include <linux/prctl.h>
 #include <linux/seccomp.h>
+#include <linux/falloc.h>
+#include <sys/socket.h>
 
 #include "raw-syscall.h"
 #include "seccomp-filter.h"
@@ -45,8 +54,11 @@
 #endif
 
 #define KILL SECCOMP_RET_KILL_PROCESS
-#define MAX_INSNS 64
+#define MAX_INSNS 96
 #define EINVAL_RET (-22L)
+#ifndef AT_EMPTY_PATH
+#define AT_EMPTY_PATH 0x1000
+#endif
 
 struct program {
 	struct sock_filter insn[MAX_INSNS];
@@ -104,6 +116,17 @@ long pvtd_confine(const struct pvtd_confinement *c)
 		{ ARG_LO(0), (unsigned int)c->self_pid }, { ARG_LO(1), (unsigned int)c->target_pid }, { ARG_LO(2), KCMP_VM },
 	};
 	allow_if(&p, __NR_kcmp, own_mm, 3);
+	if (c->kvm_sock >= 0) {
+		const struct arg_is own_socket[] = {
+			{ ARG_LO(0), (unsigned int)c->kvm_sock }, { ARG_LO(2), MSG_CMSG_CLOEXEC | MSG_DONTWAIT },
+		};
+		allow_if(&p, __NR_recvmsg, own_socket, 2);
+		const struct arg_is empty_path[] = { { ARG_LO(2), AT_EMPTY_PATH } };
+		allow_if(&p, __NR_statx, empty_path, 1);
+		const struct arg_is punch[] = { { ARG_LO(1), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE } };
+		allow_if(&p, __NR_fallocate, punch, 1);
+		allow_if(&p, __NR_close, 0, 0);
+	}
 	allow_if(&p, __NR_exit_group, 0, 0);
 	allow_if(&p, __NR_exit, 0, 0);
 	emit(&p, BPF_RET | BPF_K, 0, 0, KILL);

@@ -8,15 +8,23 @@
  *
  * Sharing the memory means the program can rewrite the helper's stack and arguments at will, so
  * the helper trusts nothing it reads there: before the program's main may run, it confines itself
- * with a seccomp filter (seccomp-filter.c) to waiting, reading its maps, munmap, kcmp and exit.
+ * with a seccomp filter (seccomp-filter.c) to waiting, reading its maps, munmap, kcmp and exit,
+ * and, with the KVM capture on, to taking in and releasing the KVM files the shim passes it.
+ *
+ * Why KVM files: do_exit drops the mm before the files, so holding the mm alone leaves the
+ * release of a protected guest's private memory (guest_memfd, TDX/SNP) and of an s390x Secure
+ * Execution configuration (destroyed at the VM file's last close) in the program's exit.
  */
 #include <linux/kcmp.h>
 #include <linux/sched.h>
 #include <linux/prctl.h>
-#include <linux/resource.h>
+#include <sys/resource.h>
 #include <poll.h>
 #include <fcntl.h>
 
+#include <sys/socket.h>
+
+#include "kvm-release.h"
 #include "raw-syscall.h"
 #include "seccomp-filter.h"
 #include "shim.h"
@@ -44,15 +52,25 @@ static void close_range_compat(unsigned int lo, unsigned int hi)
 		raw_syscall1(__NR_close, fd);
 }
 
-/* libvirt and others wait for EOF on pipes the program holds; the helper must not keep them. */
-static void close_all_except(int a, int b)
+/* libvirt and others wait for EOF on pipes the program holds; the helper must not keep them.
+ * keep: descriptors to keep, in any order, -1 for none. */
+static void close_all_except(int *keep, int n)
 {
-	unsigned int lo = (unsigned int)(a < b ? a : b), hi = (unsigned int)(a < b ? b : a);
-	if (lo > 0)
-		close_range_compat(0, lo - 1);
-	if (hi > lo + 1)
-		close_range_compat(lo + 1, hi - 1);
-	close_range_compat(hi + 1, ~0U);
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+			int t = keep[j];
+			keep[j] = keep[j - 1];
+			keep[j - 1] = t;
+		}
+	unsigned int lo = 0;
+	for (int i = 0; i < n; i++) {
+		if (keep[i] < 0 || (unsigned int)keep[i] < lo)
+			continue;
+		if ((unsigned int)keep[i] > lo)
+			close_range_compat(lo, (unsigned int)keep[i] - 1);
+		lo = (unsigned int)keep[i] + 1;
+	}
+	close_range_compat(lo, ~0U);
 }
 
 static void set_name(int pid)
@@ -144,10 +162,74 @@ static int find_big_anonymous(const struct pvtd_helper_args *a, int maps_fd, uns
 	return found;
 }
 
+#define EAGAIN_RET (-11L)
+
+/* Takes in every KVM file the shim has passed so far. The byte says what the program claims the
+ * file is; a lie changes only the order of a release the program could have done itself. A file
+ * beyond what the table holds is closed: the program's exit then releases it, as without us.
+ * Returns the socket, or -1 once the program's end is gone (an exec or its exit). */
+static int receive_kvm_files(struct pvtd_kvm_refs *refs, int sock)
+{
+	while (sock >= 0) {
+		char kind = 0;
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} control;
+		struct iovec iov;
+		struct msghdr m;
+
+		iov.iov_base = &kind;
+		iov.iov_len = 1;
+		m.msg_name = 0;
+		m.msg_namelen = 0;
+		m.msg_iov = &iov;
+		m.msg_iovlen = 1;
+		m.msg_control = control.buf;
+		m.msg_controllen = sizeof(control.buf);
+		m.msg_flags = 0;
+		long r = raw_syscall3(__NR_recvmsg, sock, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		if (r == EAGAIN_RET)
+			break;
+		if (r <= 0) {
+			raw_syscall1(__NR_close, sock);
+			return -1;
+		}
+		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+		if (!h || h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS || h->cmsg_len != CMSG_LEN(sizeof(int)))
+			continue;
+		int fd = *(int *)CMSG_DATA(h);
+		if (kind == PVTD_KVM_VM && refs->vm < 0)
+			refs->vm = fd;
+		else if (kind == PVTD_KVM_GMEM && refs->n_gmem < PVTD_MAX_GMEM)
+			refs->gmem[refs->n_gmem++] = fd;
+		else
+			raw_syscall1(__NR_close, fd);
+	}
+	return sock;
+}
+
 /* exit_mmap runs to its end in the kernel and is charged to the cgroup only afterwards; munmap in
  * chunks returns to user space between chunks, where a CPU limit can throttle the helper. */
-__attribute__((noreturn)) static void tear_down(const struct pvtd_helper_args *a, int maps_fd)
+__attribute__((noreturn)) static void tear_down(const struct pvtd_helper_args *a, int maps_fd,
+						struct pvtd_kvm_refs *refs, int sock)
 {
+	/* Files the program passed just before it exited may still be in flight. */
+	receive_kvm_files(refs, sock);
+#if defined(__s390x__)
+	/* Secure Execution: munmap of memory that is still protected exports every page on its own
+	 * (slow). With the VM held, exit_mmap runs while the VM lives: the PV mmu notifier takes the
+	 * vCPUs out of protected mode and destroys the configuration (Destroy Secure Configuration
+	 * Fast where the machine has it), after which each page's destroy is cheap; the VM file, kept
+	 * open, closes after the mm in our exit. So: no chunked munmap, and the pacing is lost. */
+	if (refs->vm >= 0) {
+		pvtd_release_gmem(refs, a->chunk_bytes);
+		helper_exit(0);
+	}
+#endif
+	/* guest_memfds first, in chunks, then the VM, while the mm still lives: each guest_memfd pins
+	 * its VM, and the memory of a plain VM's page tables goes with the VM. */
+	pvtd_release_kvm(refs, a->chunk_bytes);
 	unsigned long lo, hi;
 	while (find_big_anonymous(a, maps_fd, &lo, &hi)) {
 		for (unsigned long at = lo; at < hi; at += a->chunk_bytes) {
@@ -177,7 +259,7 @@ static int mm_no_longer_programs(int self, int target)
  * file, and the value that a pipe in core_pattern refuses. */
 static void no_core_dumps(void)
 {
-	struct rlimit64 one = { .rlim_cur = 1, .rlim_max = 1 };
+	struct { unsigned long long rlim_cur, rlim_max; } one = { 1, 1 };	/* the kernel's rlimit64 */
 	raw_syscall5(__NR_prlimit64, 0, RLIMIT_CORE, &one, 0, 0);
 }
 
@@ -192,8 +274,13 @@ int pvtd_helper_main(void *arg)
 {
 	struct pvtd_helper_args *a = arg;
 	int exec_fd = a->exec_fd;
+	int sock = a->kvm_sock;
+	struct pvtd_kvm_refs refs;
 
-	close_all_except(a->pidfd, exec_fd);
+	refs.vm = -1;
+	refs.n_gmem = 0;
+	int keep[3] = { a->pidfd, exec_fd, sock };
+	close_all_except(keep, 3);
 	raw_syscall1(__NR_chdir, "/");	/* do not pin the program's working directory's mount */
 	set_name(a->target_pid);
 	no_core_dumps();
@@ -201,7 +288,9 @@ int pvtd_helper_main(void *arg)
 	if (maps_fd < 0)
 		give_up(a, PVTD_STEP_MAPS, maps_fd);
 	int self = (int)raw_syscall0(__NR_getpid);
-	struct pvtd_confinement c = { .maps_fd = maps_fd, .self_pid = self, .target_pid = a->target_pid };
+	struct pvtd_confinement c = {
+		.maps_fd = maps_fd, .self_pid = self, .target_pid = a->target_pid, .kvm_sock = sock,
+	};
 	long confined = pvtd_confine(&c);
 	if (confined < 0)
 		give_up(a, PVTD_STEP_FILTER, confined);
@@ -210,19 +299,23 @@ int pvtd_helper_main(void *arg)
 		raw_syscall0(__NR_getpid);	/* test only: the filter kills the helper here */
 
 	for (;;) {
-		struct pollfd fds[2] = {
+		/* poll skips negative descriptors: a hung-up exec pipe or socket is -1 */
+		struct pollfd fds[3] = {
 			{ .fd = a->pidfd, .events = POLLIN },
 			{ .fd = exec_fd, .events = POLLIN },
+			{ .fd = sock, .events = POLLIN },
 		};
-		long r = raw_syscall5(__NR_ppoll, fds, exec_fd >= 0 ? 2 : 1, 0, 0, 8);
+		long r = raw_syscall5(__NR_ppoll, fds, 3, 0, 0, 8);
 		if (r < 0)
 			continue;	/* EINTR from a freeze/thaw; every signal is blocked */
+		if (sock >= 0 && fds[2].revents)
+			sock = receive_kvm_files(&refs, sock);
 		if (fds[0].revents & POLLIN)
-			tear_down(a, maps_fd);
+			tear_down(a, maps_fd, &refs, sock);
 		if (exec_fd >= 0 && fds[1].revents) {
 			if (mm_no_longer_programs(self, a->target_pid))
-				tear_down(a, maps_fd);	/* an exec'd image has a helper of its own */
-			exec_fd = -1;	/* left open: close is not in the filter, and nothing waits for it */
+				tear_down(a, maps_fd, &refs, sock);	/* an exec'd image has a helper of its own */
+			exec_fd = -1;	/* left open: nothing waits for it */
 		}
 	}
 }

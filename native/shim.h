@@ -6,6 +6,7 @@ struct pvtd_helper_args {
 	int target_pid;			/* the program the helper watches */
 	int pidfd;			/* readable once the program has exited */
 	int exec_fd;			/* read end of a pipe whose write end is O_CLOEXEC in the program */
+	int kvm_sock;			/* the helper's end of the socketpair the shim passes KVM files on; -1: none */
 	unsigned long chunk_bytes;	/* munmap step: the cgroup's CPU limit acts between steps */
 	unsigned long min_bytes;	/* smaller anonymous mappings are left to exit_mmap */
 	unsigned long stack_lo;		/* the helper's own mapping (stack and this struct): never unmapped */
@@ -20,6 +21,10 @@ struct pvtd_helper_args {
 #define PVTD_HELPER_CONFINED 1
 #define PVTD_STEP_MAPS 1		/* open /proc/self/maps */
 #define PVTD_STEP_FILTER 2		/* no_new_privs and the seccomp filter */
+
+/* The one byte sent with each file on kvm_sock: what the file is. */
+#define PVTD_KVM_VM 'V'
+#define PVTD_KVM_GMEM 'G'
 
 /* Runs in the intermediate child: clones the helper and exits, so the helper is adopted by init
  * (or a subreaper) instead of being a child the program might see in wait(2). */
