@@ -6,6 +6,10 @@
  * line "hotplug MIB" on stdin it adds another guest_memfd in the next slot (memory hotplug) and
  * prints "HOTPLUGGED <slot>". Its exit (SIGKILL) is what a destroyed guest's QEMU goes through.
  *
+ * --ioctl-bench N times N calls of cheap ioctls instead (what the shim's exported ioctl adds to a
+ * VMM's hot path) and prints "fionread NS" (on a pipe) and, where /dev/kvm opens,
+ * "kvm_check_extension NS": nanoseconds per call.
+ *
  * Debian 12's kernel headers predate guest_memfd (Linux 6.8), so its ABI is defined here.
  */
 #define _GNU_SOURCE
@@ -18,6 +22,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef KVM_CREATE_GUEST_MEMFD
@@ -98,6 +103,31 @@ static void add_gmem_slot(int vm, uint32_t slot, unsigned long mib)
 		die("KVM_SET_USER_MEMORY_REGION2");
 }
 
+static double ns_per_call(int fd, unsigned long request, unsigned long arg, unsigned long n)
+{
+	struct timespec t0, t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (unsigned long i = 0; i < n; i++)
+		if (ioctl(fd, request, arg) < 0)
+			die("ioctl in --ioctl-bench");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / (double)n;
+}
+
+static int ioctl_bench(unsigned long n)
+{
+	int pipefd[2], queued = 0, kvm;
+
+	if (pipe(pipefd) < 0)
+		die("pipe");
+	printf("fionread %.2f\n", ns_per_call(pipefd[0], FIONREAD, (unsigned long)&queued, n));
+	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm >= 0)
+		printf("kvm_check_extension %.2f\n", ns_per_call(kvm, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY, n));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	unsigned long gmem_mib = 0, anon_mib = 0;
@@ -110,8 +140,10 @@ int main(int argc, char **argv)
 			gmem_mib = parse_mib(argv[i], argv[i + 1]), i++;
 		else if (strcmp(argv[i], "--anon-mib") == 0 && i + 1 < argc)
 			anon_mib = parse_mib(argv[i], argv[i + 1]), i++;
+		else if (strcmp(argv[i], "--ioctl-bench") == 0 && i + 1 < argc && strtoul(argv[i + 1], NULL, 10) > 0)
+			return ioctl_bench(strtoul(argv[i + 1], NULL, 10));
 		else {
-			fprintf(stderr, "usage: pvteardown-fakevmm [--gmem-mib N] [--anon-mib N]  (stdin: 'hotplug N')\n");
+			fprintf(stderr, "usage: pvteardown-fakevmm [--gmem-mib N] [--anon-mib N]  (stdin: 'hotplug N') | --ioctl-bench CALLS\n");
 			return 2;
 		}
 	}
