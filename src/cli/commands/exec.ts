@@ -5,6 +5,7 @@ import type { TeardownView } from '../../daemon/api.js';
 import { DaemonUnreachableError } from '../../daemon/socket-client.js';
 import { endLike, runWithShim } from '../../exec/run-with-shim.js';
 import { askDaemon } from '../ask-daemon.js';
+import { visible } from '../format.js';
 import { wholeNumber } from '../global-options.js';
 
 export function registerExec(program: Command): void {
@@ -29,7 +30,7 @@ export function registerExec(program: Command): void {
       if (program.pid > 0) {
         askDaemon<TeardownView>(command, { op: 'arm', pid: program.pid, guest: opts.name ?? path.basename(cmd) }, 5000).catch((err: Error) => {
           const why = err instanceof DaemonUnreachableError ? 'no daemon: the teardown runs unmanaged' : `not armed: ${err.message}`;
-          process.stderr.write(`pvteardown: ${why}\n`);
+          process.stderr.write(`pvteardown: ${visible(why)}\n`);
         });
       }
       endLike(await program.ended);
