@@ -16,8 +16,9 @@
  * ioctl and passes each new VM and guest_memfd file to the helper (SCM_RIGHTS over a socketpair
  * made before the clone), which releases them after the program's exit. The exported ioctl costs
  * the program's hot path (KVM_RUN) a few instructions and no system call (bench/ioctl.ts). A file
- * that cannot be passed prints one line and stays the program's alone, as without the shim. PVTEARDOWN_SHIM_KVM=off: no capture (the helper
- * holds the mm only, for comparing the two on real hardware).
+ * that cannot be passed prints one line and stays the program's alone, as without the shim.
+ * PVTEARDOWN_SHIM_KVM=off: no capture (the helper holds the mm only, for comparing the two on real
+ * hardware).
  *
  * PVTEARDOWN_SHIM_TEST_GMEM_FD=N is for tests only: right after the helper is confined, the shim
  * passes descriptor N, which the program inherited, as if it were a guest_memfd, so that the
