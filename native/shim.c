@@ -30,8 +30,10 @@
  * helper, as when the shim is off. Nothing else reads it.
  *
  * What the program's children inherit: a forked child gets no helper (fork runs no constructor)
- * and tears its own memory down at exit as usual; it inherits the write end of the exec pipe
- * (close-on-exec) and the helper's 64 KiB stack mapping as an unused copy. LD_PRELOAD stays in the
+ * and tears its own memory down at exit as usual; it inherits the write end of the exec pipe and
+ * the program's end of the KVM socket (both close-on-exec; the child's own VMs are not passed: the
+ * helper would hold them until the program's exit) and the helper's 64 KiB stack mapping as an
+ * unused copy. LD_PRELOAD stays in the
  * environment, so any image exec'd later, by the program or its children, gets its own helper.
  * If a forked child that never execs outlives an exec of the program, the old image's helper
  * leaves only when that child exits or the program does.
