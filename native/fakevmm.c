@@ -5,6 +5,9 @@
  * touched anonymous memory (a guest's shared memory). It prints "READY <pid>" and waits; on a
  * line "hotplug MIB" on stdin it adds another guest_memfd in the next slot (memory hotplug) and
  * prints "HOTPLUGGED <slot>". Its exit (SIGKILL) is what a destroyed guest's QEMU goes through.
+ * "reuse-fd N" puts one end of a new socketpair on descriptor N (a program that closed a
+ * descriptor the shim had and got a socket on its number, such as QMP's) and prints "REUSED N";
+ * every hotplug after it then prints "STRAY <bytes>": what the other end received meanwhile.
  *
  * --ioctl-bench N times N calls of cheap ioctls instead (what the shim's exported ioctl adds to a
  * VMM's hot path) and prints "fionread NS" (on a pipe) and, where /dev/kvm opens,
@@ -22,6 +25,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -133,6 +137,7 @@ int main(int argc, char **argv)
 	unsigned long gmem_mib = 0, anon_mib = 0;
 	uint32_t slot = 0;
 	char line[64];
+	int stray_peer = -1;
 	int kvm, vm, i;
 
 	for (i = 1; i < argc; i++) {
@@ -174,13 +179,29 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	while (fgets(line, sizeof(line), stdin)) {
 		unsigned long mib;
+		int fd;
 
 		if (sscanf(line, "hotplug %lu", &mib) == 1 && mib > 0) {
 			add_gmem_slot(vm, slot, mib);
 			printf("HOTPLUGGED %u\n", slot++);
+			if (stray_peer >= 0) {
+				char buf[64];
+				ssize_t n = recv(stray_peer, buf, sizeof(buf), MSG_DONTWAIT);
+
+				printf("STRAY %zd\n", n < 0 ? 0 : n);
+			}
+			fflush(stdout);
+		} else if (sscanf(line, "reuse-fd %d", &fd) == 1 && fd >= 0) {
+			int sv[2];
+
+			if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0 || dup2(sv[0], fd) < 0)
+				die("reuse-fd");
+			close(sv[0]);
+			stray_peer = sv[1];
+			printf("REUSED %d\n", fd);
 			fflush(stdout);
 		} else {
-			fprintf(stderr, "pvteardown-fakevmm: unknown command '%.*s' (valid: hotplug MIB)\n", (int)strcspn(line, "\n"), line);
+			fprintf(stderr, "pvteardown-fakevmm: unknown command '%.*s' (valid: hotplug MIB, reuse-fd N)\n", (int)strcspn(line, "\n"), line);
 		}
 	}
 	/* stdin closed: stay, as a guest does, until killed. */

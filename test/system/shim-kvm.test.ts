@@ -228,6 +228,26 @@ describe('the shim hands a VMM its KVM files to the helper', { concurrency: fals
     assert.equal(vmm.child.signalCode, 'SIGKILL', 'it died by our SIGKILL, not by SIGPIPE');
   });
 
+  it("a program that closed the shim's socket and has another socket on its number: a hotplugged guest_memfd goes to no one, one line on stderr", async (t) => {
+    if (!kvmWithGuestMemfd(t)) return;
+    const vmm = await startVmm(64, { shim: true });
+    const helper = await helperOf(vmm.pid);
+    assert.equal(count(await helperFdsOnce(helper, 1, 1), GMEM), 1);
+    // Node's stdio pipes are sockets too; the shim keeps its descriptors from 200 up.
+    const sockets = readdirSync(`/proc/${vmm.pid}/fd`).filter((fd) => Number(fd) >= 200 && readlinkSync(`/proc/${vmm.pid}/fd/${fd}`).startsWith('socket:'));
+    assert.equal(sockets.length, 1, `the shim's socket is the VMM's only one from 200 up: ${sockets.join(' ')}`);
+    vmm.child.stdin!.write(`reuse-fd ${sockets[0]}\n`);
+    assert.equal(await vmm.next(), `REUSED ${sockets[0]}`);
+    vmm.child.stdin!.write('hotplug 16\n');
+    assert.equal(await vmm.next(), 'HOTPLUGGED 1');
+    assert.equal(await vmm.next(), 'STRAY 0', "nothing sent to the socket now on the shim's number");
+    assert.match(vmm.stderr(), new RegExp(`^pvteardown-shim: pid ${vmm.pid}: passing a KVM file to the teardown helper: the program closed the shim's socket; the program's exit releases it, as without the shim\n$`));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(count(fdTargets(helper), GMEM), 1, 'the helper keeps what it had and got nothing new');
+    const done = await killAndTime(vmm.pid, helper);
+    assert.ok(done.killToHelperExitMs !== undefined, 'the helper still released what it held and exited');
+  });
+
   it('PVTEARDOWN_SHIM_KVM=off: the helper holds no KVM file (where by default it holds them) and the exit is as slow as plain', async (t) => {
     if (!kvmWithGuestMemfd(t)) return;
     const byDefault = await startVmm(64, { shim: true });
