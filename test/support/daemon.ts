@@ -1,6 +1,7 @@
 // A real pvteardown daemon for tests (and the demo): its own socket, state dir and cgroup root, so it never meets
 // a production daemon's teardowns; killed, restarted and cleaned up like a service would be.
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { openCgroups, type CgroupBackend } from '../../src/cgroup/index.js';
 import type { Request, TeardownView } from '../../src/daemon/api.js';
 import { request } from '../../src/daemon/socket-client.js';
 import { nativePath, packageRoot } from '../../src/paths.js';
+import { signalIfAlive } from './system.js';
 
 export const CLI = path.join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 
@@ -139,10 +141,11 @@ export async function until<T>(what: string, probe: () => Promise<T>, done: (v: 
   }
 }
 
-/** Guests a failed test left running would keep the test process waiting (no node:test hook
- * here: the demo imports this file too). */
-const guests = new Set<ChildProcess>();
-process.once('exit', () => guests.forEach((g) => g.kill('SIGKILL')));
+/** Guests a test left running are killed when the test process exits; they must not keep it from
+ * exiting (no node:test hook here: the demo imports this file too). The guest itself is killed, not
+ * only the CLI: it holds the CLI's stdout, a pipe into this process. */
+const guests = new Set<number>();
+process.once('exit', () => guests.forEach((pid) => signalIfAlive(pid, 'SIGKILL')));
 
 /** A guest run the way an operator would: `pvteardown exec --name NAME -- fakeguest`. */
 export async function execGuest(d: TestDaemon, name: string, mib: number): Promise<{ pid: number; stderr: () => string }> {
@@ -151,11 +154,13 @@ export async function execGuest(d: TestDaemon, name: string, mib: number): Promi
   });
   let stderr = '';
   child.stderr.on('data', (x) => (stderr += x));
-  guests.add(child);
-  child.once('exit', () => guests.delete(child));
+  guests.add(child.pid!);
   const first = await createInterface({ input: child.stdout })[Symbol.asyncIterator]().next();
   const m = /^READY (\d+)$/.exec(String(first.value));
   if (!m) throw new Error(`guest ${name} did not start: ${String(first.value)} ${stderr}`);
+  guests.add(Number(m[1]));
+  child.unref();
+  (child.stdout as Socket).unref();
+  (child.stderr as Socket).unref();
   return { pid: Number(m[1]), stderr: () => stderr };
 }
-
