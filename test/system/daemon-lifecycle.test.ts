@@ -50,7 +50,7 @@ describe('pvteardown daemon lifecycle', { concurrency: false }, () => {
     t.diagnostic(`refused: ${why}`);
     assert.deepEqual((await d.list()).map((r) => r.state), ['armed', 'armed', 'armed'], 'nothing moved');
     process.kill(guests[0]!.pid, 'SIGKILL');
-    await until('x1 gone', async () => spawnSync('kill', ['-0', String(guests[0]!.pid)]).status, (s) => s !== 0);
+    await until('x1 gone', async () => isAlive(guests[0]!.pid), (alive) => !alive);
     const moved = await d.ask<TeardownView[]>({ op: 'exited', pid: guests[0]!.pid });
     assert.ok(moved.every((r) => r.guest === 'x1'), `only x1 moved: ${JSON.stringify(moved.map((r) => r.guest))}`);
     await until('x1 done', () => d.list(), (rows) => byGuest(rows, 'x1')?.state === 'done');
