@@ -1,6 +1,7 @@
 // Where a teardown starts: a guest process is armed once a helper that will free its memory is
 // known and has been moved into a cgroup of its own under pvteardown's root.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { nativePath } from '../paths.js';
 import type { Strategy } from './api.js';
@@ -50,6 +51,10 @@ async function armOnce(ctx: DaemonContext, req: ArmRequest): Promise<Teardown> {
     helper = { pid: await startMmputAsyncHelper(ctx, req.pid), strategy: 'mmput-async' };
   }
   if (!helper) throw new ArmError(noHelperMessage(req.pid, req.strategy, ctx));
+  const elsewhere = otherDaemonsGroup(helper.pid, ctx.cgroups.rootName);
+  if (elsewhere) {
+    throw new ArmError(`the helper ${helper.pid} of pid ${req.pid} is in ${elsewhere}, another pvteardown daemon's teardown group: that daemon manages it`);
+  }
   const t = ctx.lifecycle.create({ ...req, pidStart, helperPid: helper.pid, strategy: helper.strategy });
   watchTeardown(ctx, t);
   return t;
@@ -84,6 +89,23 @@ async function startMmputAsyncHelper(ctx: DaemonContext, pid: number): Promise<n
   child.stderr!.destroy();
   child.unref();
   return child.pid!;
+}
+
+/** A teardown group under another cgroup root (t<pid>-<start>[-<boot>] below it): two daemons
+ * moving one helper back and forth would each lose its accounting and pacing. */
+function otherDaemonsGroup(helperPid: number, ownRoot: string): string | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${helperPid}/cgroup`, 'utf8');
+  } catch {
+    return null;
+  }
+  for (const line of text.split('\n')) {
+    const path = line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1);
+    const m = /\/([^/]+)\/t\d+-[0-9a-z]+(?:-[0-9a-f]{8})?$/.exec(path);
+    if (m && m[1] !== ownRoot) return path;
+  }
+  return null;
 }
 
 function noHelperMessage(pid: number, strategy: Strategy | undefined, ctx: DaemonContext): string {

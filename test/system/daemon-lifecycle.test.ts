@@ -193,6 +193,20 @@ describe('pvteardown daemon lifecycle', { concurrency: false }, () => {
     assert.equal((await d.ask<StatusView>({ op: 'status' })).daemon.pid, d.process.pid);
   });
 
+  it('a daemon with its own cgroup root does not take a helper another daemon manages', async (t) => {
+    if (!requireRoot(t) || !root) return;
+    const first = await daemon([]);
+    const second = await daemon([]);
+    const g = await startFakeGuest({ mib: SMALL, shim: true });
+    after(() => void g.process.kill('SIGKILL'));
+    const armed = await first.ask<TeardownView>({ op: 'arm', pid: g.pid, guest: 'owned' });
+    await oneLineError(second.ask({ op: 'arm', pid: g.pid, guest: 'stolen' }), new RegExp(`helper ${armed.helperPid} .*another pvteardown daemon's teardown group`));
+    assert.deepEqual(first.cgroups.processes(armed.id), [armed.helperPid], 'still in the first daemon\'s group');
+    assert.deepEqual(await second.list(), []);
+    g.process.kill('SIGKILL');
+    await until('done', () => first.list(), (rows) => byGuest(rows, 'owned')?.state === 'done');
+  });
+
   it('a daemon stopped by SIGSTOP keeps no helper frozen much beyond --max-freeze-seconds', async (t) => {
     if (!requireRoot(t) || !root) return;
     const maxFreeze = Math.round(2 + 3 * SLOWDOWN);
