@@ -270,6 +270,24 @@ __attribute__((noreturn)) static void give_up(struct pvtd_helper_args *a, int st
 	helper_exit(1);
 }
 
+/* Test only: calls the filter must refuse (it kills the helper here), or with 5 a close that only
+ * the KVM capture allows, so that a test sees each argument check hold. */
+static void make_test_call(int which, int maps_fd)
+{
+	struct statx stx;
+
+	if (which == 1)
+		raw_syscall0(__NR_getpid);
+	else if (which == 2)
+		raw_syscall6(__NR_fallocate, maps_fd, 0, 0, 4096, 0, 0);
+	else if (which == 3)
+		raw_syscall3(__NR_recvmsg, maps_fd, 0, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	else if (which == 4)
+		raw_syscall5(__NR_statx, maps_fd, "", 0, STATX_SIZE, &stx);
+	else if (which == 5)
+		raw_syscall1(__NR_close, -1);
+}
+
 int pvtd_helper_main(void *arg)
 {
 	struct pvtd_helper_args *a = arg;
@@ -296,7 +314,7 @@ int pvtd_helper_main(void *arg)
 		give_up(a, PVTD_STEP_FILTER, confined);
 	__atomic_store_n(&a->state, PVTD_HELPER_CONFINED, __ATOMIC_RELEASE);
 	if (a->test_forbidden_call)
-		raw_syscall0(__NR_getpid);	/* test only: the filter kills the helper here */
+		make_test_call(a->test_forbidden_call, maps_fd);
 
 	for (;;) {
 		/* poll skips negative descriptors: a hung-up exec pipe or socket is -1 */

@@ -27,7 +27,9 @@
  *
  * PVTEARDOWN_SHIM_TEST_FORBIDDEN_CALL=1 is for tests only: the helper makes one system call its
  * filter forbids right after confining itself, and dies by SIGSYS; the program runs on without a
- * helper, as when the shim is off. Nothing else reads it.
+ * helper, as when the shim is off. Nothing else reads it. 2, 3, 4 make the call one the filter
+ * allows only with other arguments (fallocate mode 0, recvmsg on its maps descriptor, statx without
+ * AT_EMPTY_PATH); 5 is close(-1), allowed only with the KVM capture on.
  *
  * What the program's children inherit: a forked child gets no helper (fork runs no constructor)
  * and tears its own memory down at exit as usual; it inherits the write end of the exec pipe and
@@ -186,10 +188,11 @@ static int env_is(const char *name, const char *value)
 	return s && strcmp(s, value) == 0;
 }
 
-static int env_is_1(const char *name)
+/* Test only: see PVTEARDOWN_SHIM_TEST_FORBIDDEN_CALL at the top. */
+static int test_forbidden_call(void)
 {
-	const char *s = getenv(name);
-	return s && strcmp(s, "1") == 0;
+	const char *s = getenv("PVTEARDOWN_SHIM_TEST_FORBIDDEN_CALL");
+	return s && s[0] >= '1' && s[0] <= '5' && s[1] == '\0' ? s[0] - '0' : 0;
 }
 
 /* The helper's verdict: PVTD_HELPER_CONFINED or -errno as it reported it, HELPER_DIED when it
@@ -256,7 +259,7 @@ static int start_helper(void)
 		.stack_lo = (unsigned long)mapping,
 		.stack_hi = (unsigned long)mapping + HELPER_MAPPING,
 		.helper_stack_top = mapping + HELPER_MAPPING,
-		.test_forbidden_call = env_is_1("PVTEARDOWN_SHIM_TEST_FORBIDDEN_CALL"),
+		.test_forbidden_call = test_forbidden_call(),
 	};
 
 	/* The children must never run one of the program's signal handlers: block everything across

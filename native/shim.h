@@ -12,7 +12,7 @@ struct pvtd_helper_args {
 	unsigned long stack_lo;		/* the helper's own mapping (stack and this struct): never unmapped */
 	unsigned long stack_hi;
 	void *helper_stack_top;
-	int test_forbidden_call;	/* test only: the helper makes a call its filter forbids */
+	int test_forbidden_call;	/* test only: 1-5, a call the filter forbids (5: unless capturing) */
 	int helper_tid;			/* set by the intermediate: the constructor kills a helper that hangs */
 	int failed_step;		/* PVTD_STEP_*: what the helper could not do, with -errno in state */
 	int state;			/* 0 until the helper is confined (PVTD_HELPER_CONFINED) or gave up (-errno) */

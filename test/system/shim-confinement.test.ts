@@ -1,7 +1,8 @@
 // The shim must never widen what a program can do: its helper shares the program's memory, so a
 // compromised program (a QEMU taken over by its guest) controls the helper's stack. The helper
 // therefore runs under no_new_privs and a seccomp filter that kills it on anything but waiting,
-// munmap, kcmp and exit; and the shim must not switch off the program's branch protection
+// munmap, kcmp and exit, and (with the KVM capture on) receiving, punching and closing the KVM
+// files the shim passes it, each with its arguments checked; and the shim must not switch off the program's branch protection
 // (x86 IBT/shadow stacks, aarch64 BTI) by being an object without their property notes.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -89,6 +90,28 @@ describe('the shim helper is confined', { concurrency: false }, () => {
     const program = r.ended.find((e) => e.pid === pid);
     assert.deepEqual(program && { how: program.how, value: program.value }, { how: 'exit', value: 9 });
     assert.equal(r.stderr, '', 'the shim said nothing: the helper was confined when the program started');
+  });
+
+  it('the rules for KVM files check their arguments: fallocate other than punch-hole, recvmsg on another descriptor, statx without AT_EMPTY_PATH kill the helper by SIGSYS', async (t) => {
+    if (!requireRoot(t)) return;
+    // Test-only calls right after the helper confined itself: 2 fallocate mode 0, 3 recvmsg on
+    // its maps descriptor, 4 statx with flags 0.
+    for (const call of ['2', '3', '4']) {
+      const r = await underSubreaper(['env', `LD_PRELOAD=${shim}`, `PVTEARDOWN_SHIM_TEST_FORBIDDEN_CALL=${call}`, fakeguest, '--mib', '16', '--exit', '0']);
+      const helper = helperEnd(r.ended, readyPid(r.lines));
+      assert.equal(`${helper.how} ${helper.value}`, `signal ${constants.signals.SIGSYS}`, `test call ${call} was refused`);
+    }
+  });
+
+  it('close is allowed only with the KVM capture on: under PVTEARDOWN_SHIM_KVM=off the filter is as before', async (t) => {
+    if (!requireRoot(t)) return;
+    const run = (...vars: string[]) => underSubreaper(['env', `LD_PRELOAD=${shim}`, 'PVTEARDOWN_SHIM_TEST_FORBIDDEN_CALL=5', ...vars, fakeguest, '--mib', '16', '--exit', '0']);
+    const on = await run();
+    const onEnd = helperEnd(on.ended, readyPid(on.lines));
+    assert.equal(`${onEnd.how} ${onEnd.value}`, 'exit 0', 'close(-1) allowed: the helper went on to tear down');
+    const off = await run('PVTEARDOWN_SHIM_KVM=off');
+    const offEnd = helperEnd(off.ended, readyPid(off.lines));
+    assert.equal(`${offEnd.how} ${offEnd.value}`, `signal ${constants.signals.SIGSYS}`, 'close refused without the capture');
   });
 
   it('under the filter a teardown completes: after the exit the helper frees the memory and exits 0', async (t) => {
