@@ -20,6 +20,7 @@ import '../system/helper-cli.test.js';
 import '../system/shim-semantics.test.js';
 import '../system/shim-teardown.test.js';
 import '../system/shim-confinement.test.js';
+import '../system/shim-kvm.test.js';
 // Core on pure cgroup v2.
 import '../system/cgroup-backend.test.js';
 import '../system/socket-server.test.js';
