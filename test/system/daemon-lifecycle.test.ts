@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -251,6 +251,39 @@ describe('pvteardown daemon lifecycle', { concurrency: false }, () => {
       for (const h of helpers) signalIfAlive(h, 'SIGCONT');
     }
     await until('all done', () => d.list(), (rows) => names.every((n) => byGuest(rows, n)?.state === 'done'));
+  });
+
+  it('a daemon that stops thaws every group, also after one of them fails (cgroup v1: a freezer directory gone)', async (t) => {
+    if (!requireRoot(t) || !root) return;
+    const d = await daemon(['--max-concurrent', '1']);
+    const freezerRoot = d.cgroups.paths.find((p) => p.split('/').includes('freezer'));
+    if (d.cgroups.version !== 'v1' || !freezerRoot) {
+      const why = 'needs cgroup v1, where one controller\'s directory of a group can go alone';
+      process.stderr.write(`SKIPPED ${t.name}: ${why}\n`);
+      t.skip(why);
+      return;
+    }
+    const names = ['e1', 'e2', 'e3'];
+    const guests = await Promise.all(names.map((n) => execGuest(d, n, SMALL)));
+    const armed = await until('armed', () => d.list(), (rows) => names.every((n) => byGuest(rows, n)?.state === 'armed'));
+    const helpers = armed.map((r) => r.helperPid!);
+    for (const h of helpers) process.kill(h, 'SIGSTOP');
+    try {
+      for (const g of guests) process.kill(g.pid, 'SIGKILL');
+      const rows = await until('two queued', () => d.list(), (r) => r.filter((x) => x.state === 'queued').length === 2);
+      const [broken, other] = rows.filter((r) => r.state === 'queued');
+      await until('both frozen', async () => [broken!, other!].every((r) => d.cgroups.isFrozen(r.id)), Boolean);
+      // The first queued group loses its freezer directory: thawing it fails from now on.
+      writeFileSync(join(join(freezerRoot, '..'), 'cgroup.procs'), String(broken!.helperPid));
+      rmdirSync(join(freezerRoot, broken!.id));
+      await d.kill('SIGTERM');
+      assert.equal(d.cgroups.isFrozen(other!.id), false, 'the next group was thawed all the same');
+    } finally {
+      for (const h of helpers) signalIfAlive(h, 'SIGCONT');
+    }
+    // Whole again, so that the cleanup can remove it.
+    await until('its helper gone', async () => Promise.resolve(helpers.some(isAlive)), (alive) => !alive);
+    for (const id of d.cgroups.list()) if (!existsSync(join(freezerRoot, id))) mkdirSync(join(freezerRoot, id));
   });
 
   it('a corrupt state file is set aside and reported, not fatal', async (t) => {
