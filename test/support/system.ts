@@ -217,3 +217,34 @@ export function testCgroups(t: TestContext | { after(fn: () => Promise<void> | v
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface Ended {
+  pid: number;
+  comm: string;
+  how: 'exit' | 'signal';
+  value: number;
+}
+
+/** Runs `cmd` under fakeguest's --subreaper, so that the shim's helper (an orphan) is reaped there
+ * and its end is reported; resolves with every process that ended and CMD's other output lines. */
+export function underSubreaper(cmd: string[]): Promise<{ ended: Ended[]; lines: string[]; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(nativePath('pvteardown-fakeguest'), ['--subreaper', '--', ...cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) return reject(new Error(`subreaper exited ${code}: ${stderr}`));
+      const ended: Ended[] = [];
+      const lines: string[] = [];
+      for (const line of stdout.trim().split('\n')) {
+        const m = /^ENDED (\d+) (\S+) (exit|signal) (\d+)$/.exec(line);
+        if (m) ended.push({ pid: Number(m[1]), comm: m[2]!, how: m[3] as Ended['how'], value: Number(m[4]) });
+        else lines.push(line);
+      }
+      resolve({ ended, lines, stderr });
+    });
+  });
+}

@@ -4,52 +4,18 @@
 // too, the memory is back in the VMM's memory cgroup once the holder is done, and a CPU budget on
 // the holder's cgroup paces the release.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readlinkSync } from 'node:fs';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { after, describe, it, type TestContext } from 'node:test';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { after, describe, it } from 'node:test';
 import type { CgroupBackend } from '../../src/cgroup/index.js';
 import { nativePath } from '../../src/paths.js';
-import { GUEST_MIB, killAndTime, requireRoot, testCgroups } from '../support/system.js';
+import { count, fdTargets, GMEM, kvmDebugDirs, kvmFdsOnce, kvmWithGuestMemfd, startVmm, VM } from '../support/kvm.js';
+import { GUEST_MIB, killAndTime, testCgroups } from '../support/system.js';
 
 const MiB = 2 ** 20;
 const live = new Set<ChildProcess>();
 after(() => {
   for (const c of live) c.kill('SIGKILL');
 });
-
-/** Root and a KVM that offers guest_memfd (Linux >= 6.8); otherwise a loud skip. */
-function kvmWithGuestMemfd(t: TestContext): boolean {
-  if (!requireRoot(t)) return false;
-  const probe = spawnSync(nativePath('pvteardown-fakevmm'), ['--gmem-mib', '1'], { input: '', encoding: 'utf8', timeout: 10_000, killSignal: 'SIGKILL' });
-  // It waits once ready: a timeout after READY means it works.
-  if (probe.stdout.startsWith('READY')) return true;
-  const why = `needs /dev/kvm with guest_memfd: ${probe.stderr.trim() || `fakevmm ended with ${probe.status ?? probe.signal}`}`;
-  process.stderr.write(`SKIPPED ${t.name}: ${why}\n`);
-  t.skip(why);
-  return false;
-}
-
-interface Vmm {
-  pid: number;
-  child: ChildProcess;
-  next(): Promise<string>;
-}
-
-/** A fake VMM, moved into `cgroup` before it allocates when one is given. */
-async function startVmm(gmemMiB: number, cgroup?: { backend: CgroupBackend; id: string }): Promise<Vmm> {
-  const procs = cgroup ? cgroup.backend.paths.map((p) => join(p, cgroup.id, 'cgroup.procs')) : [];
-  const script = `${procs.map((f) => `echo $$ > ${f}`).join(' && ')}${procs.length ? ' && ' : ''}exec "$0" "$@"`;
-  const child = spawn('/bin/sh', ['-c', script, nativePath('pvteardown-fakevmm'), '--gmem-mib', String(gmemMiB)], { stdio: ['pipe', 'pipe', 'inherit'] });
-  live.add(child);
-  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-  const next = async () => String((await lines.next()).value);
-  const ready = await next();
-  const m = /^READY (\d+)$/.exec(ready);
-  if (!m) throw new Error(`fakevmm did not start: ${ready}`);
-  return { pid: Number(m[1]), child, next };
-}
 
 interface Holder {
   pid: number;
@@ -68,21 +34,9 @@ async function startHolder(pid: number, args: string[] = [], cgroup?: { backend:
   return { pid: child.pid!, child, ready };
 }
 
-const fdTargets = (pid: number) => readdirSync(`/proc/${pid}/fd`).map((fd) => { try { return readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return ''; } });
-const count = (list: string[], what: string) => list.filter((x) => x === what).length;
-
-/** debugfs shows each VM as kvm/<pid>-<fd>; mounted for the test when the host has not. */
-function kvmDebugDirs(pid: number): string[] {
-  return existsSync('/sys/kernel/debug/kvm') ? readdirSync('/sys/kernel/debug/kvm').filter((d) => d.startsWith(`${pid}-`)) : [];
-}
-
 describe('pvteardown-kvm-holder', { concurrency: false }, () => {
   it(`a VMM with ${GUEST_MIB} MiB of guest_memfd exits at least 10x sooner while the holder has its VM and guest_memfd; the VM outlives it until the holder is done`, async (t) => {
     if (!kvmWithGuestMemfd(t)) return;
-    if (!existsSync('/sys/kernel/debug/kvm')) {
-      spawnSync('mount', ['-t', 'debugfs', 'none', '/sys/kernel/debug']);
-      t.after(() => void spawnSync('umount', ['/sys/kernel/debug']));
-    }
     const plainVmm = await startVmm(GUEST_MIB);
     const plain = await killAndTime(plainVmm.pid);
 
@@ -90,15 +44,15 @@ describe('pvteardown-kvm-holder', { concurrency: false }, () => {
     const holder = await startHolder(vmm.pid);
     assert.match(holder.ready, new RegExp(`^ready 1 1 ${GUEST_MIB * MiB}$`), 'holds the VM and one guest_memfd of the guest size');
     const fds = fdTargets(holder.pid);
-    assert.equal(count(fds, 'anon_inode:kvm-vm'), 1, `holder's fds: ${fds.join(' ')}`);
-    assert.equal(count(fds, 'anon_inode:[kvm-gmem]'), 1);
-    const debug = kvmDebugDirs(vmm.pid);
+    assert.equal(count(fds, VM), 1, `holder's fds: ${fds.join(' ')}`);
+    assert.equal(count(fds, GMEM), 1);
+    const debug = kvmDebugDirs(t, vmm.pid);
     assert.equal(debug.length, 1, 'the VM in debugfs');
     const held = await killAndTime(vmm.pid, holder.pid);
     t.diagnostic(`SIGKILL to exit, ${GUEST_MIB} MiB guest_memfd: plain ${plain.killToExitMs.toFixed(2)} ms, held ${held.killToExitMs.toFixed(2)} ms; holder done after ${held.killToHelperExitMs?.toFixed(1)} ms`);
     assert.ok(held.killToExitMs * 10 <= plain.killToExitMs, `held exit ${held.killToExitMs} ms is at least 10x shorter than plain ${plain.killToExitMs} ms`);
     assert.ok(held.killToHelperExitMs !== undefined && held.killToHelperExitMs > held.killToExitMs, 'the holder finished after the VMM had gone');
-    assert.equal(kvmDebugDirs(vmm.pid).length, 0, 'the VM is gone once the holder is done');
+    assert.equal(kvmDebugDirs(t, vmm.pid).length, 0, 'the VM is gone once the holder is done');
   });
 
   it('a guest_memfd created after the holder started (memory hotplug) is taken too', async (t) => {
@@ -107,9 +61,7 @@ describe('pvteardown-kvm-holder', { concurrency: false }, () => {
     const holder = await startHolder(vmm.pid, ['--rescan-ms', '50']);
     vmm.child.stdin!.write('hotplug 64\n');
     assert.equal(await vmm.next(), 'HOTPLUGGED 1');
-    const deadline = Date.now() + 5000;
-    while (count(fdTargets(holder.pid), 'anon_inode:[kvm-gmem]') < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(count(fdTargets(holder.pid), 'anon_inode:[kvm-gmem]'), 2, 'both guest_memfds held');
+    assert.equal(count(await kvmFdsOnce(holder.pid, 1, 2), GMEM), 2, 'both guest_memfds held');
     const done = await killAndTime(vmm.pid, holder.pid);
     assert.ok(done.killToHelperExitMs !== undefined);
   });
@@ -118,13 +70,13 @@ describe('pvteardown-kvm-holder', { concurrency: false }, () => {
     if (!kvmWithGuestMemfd(t)) return;
     const cg = testCgroups(t);
     cg.create('vmm');
-    const vmm = await startVmm(GUEST_MIB / 2, { backend: cg, id: 'vmm' });
+    const vmm = await startVmm(GUEST_MIB / 2, { cgroup: { backend: cg, id: 'vmm' } });
     const charged = cg.memoryUsageBytes('vmm');
     assert.ok(charged >= (GUEST_MIB / 2) * MiB * 0.9, `guest_memfd charged to the VMM's cgroup: ${charged}`);
     const holder = await startHolder(vmm.pid);
     holder.child.kill('SIGSTOP');
     process.kill(vmm.pid, 'SIGKILL');
-    await new Promise((r) => vmm.child.once('exit', r));
+    await vmm.exited;
     assert.ok(cg.memoryUsageBytes('vmm') >= charged * 0.9, 'still held while the holder waits');
     const exited = new Promise((r) => holder.child.once('exit', r));
     holder.child.kill('SIGCONT');

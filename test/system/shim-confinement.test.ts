@@ -5,12 +5,12 @@
 // files the shim passes it, each with its arguments checked; and the shim must not switch off the program's branch protection
 // (x86 IBT/shadow stacks, aarch64 BTI) by being an object without their property notes.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { describe, it, type TestContext } from 'node:test';
 import { nativePath } from '../../src/paths.js';
-import { helperOf, killAndTime, requireRoot, startFakeGuest } from '../support/system.js';
+import { helperOf, killAndTime, requireRoot, startFakeGuest, underSubreaper, type Ended } from '../support/system.js';
 
 const fakeguest = nativePath('pvteardown-fakeguest');
 const shim = nativePath('libpvteardown-shim.so');
@@ -21,37 +21,6 @@ function statusField(pid: number, field: string): string {
     .find((l) => l.startsWith(`${field}:`));
   if (!line) throw new Error(`/proc/${pid}/status has no ${field} line`);
   return line.slice(field.length + 1).trim();
-}
-
-interface Ended {
-  pid: number;
-  comm: string;
-  how: 'exit' | 'signal';
-  value: number;
-}
-
-/** Runs `cmd` under fakeguest's --subreaper, so the shim's helper (an orphan) is reaped there and
- * its end is reported; resolves with every process that ended and CMD's other output lines. */
-function underSubreaper(cmd: string[]): Promise<{ ended: Ended[]; lines: string[]; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(fakeguest, ['--subreaper', '--', ...cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code !== 0) return reject(new Error(`subreaper exited ${code}: ${stderr}`));
-      const ended: Ended[] = [];
-      const lines: string[] = [];
-      for (const line of stdout.trim().split('\n')) {
-        const m = /^ENDED (\d+) (\S+) (exit|signal) (\d+)$/.exec(line);
-        if (m) ended.push({ pid: Number(m[1]), comm: m[2]!, how: m[3] as Ended['how'], value: Number(m[4]) });
-        else lines.push(line);
-      }
-      resolve({ ended, lines, stderr });
-    });
-  });
 }
 
 /** The end of the helper named for `pid`, which must be among `ended` exactly once. */

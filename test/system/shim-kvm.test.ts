@@ -6,107 +6,25 @@
 // Without KVM (the s390x TCG guest has none) a test-only switch passes a file the program holds as
 // if it were a guest_memfd, so that the passing and the release under the filter run there too.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readlinkSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it, type TestContext } from 'node:test';
-import type { CgroupBackend } from '../../src/cgroup/index.js';
 import { shimEnvironment } from '../../src/exec/shim-env.js';
 import { nativePath } from '../../src/paths.js';
-import { GUEST_MIB, helperOf, killAndTime, requireRoot, testCgroups, waitExit, type KillTiming } from '../support/system.js';
+import { count, fdTargets, GMEM, kvmDebugDirs, kvmFdsOnce as helperFdsOnce, kvmWithGuestMemfd, startVmm, VM } from '../support/kvm.js';
+import { GUEST_MIB, helperOf, killAndTime, requireRoot, testCgroups, underSubreaper, waitExit, type KillTiming } from '../support/system.js';
 
 const MiB = 2 ** 20;
-const fakevmm = nativePath('pvteardown-fakevmm');
 const fakeguest = nativePath('pvteardown-fakeguest');
 const preload = `LD_PRELOAD=${shimEnvironment({}).LD_PRELOAD}`;
 const live = new Set<ChildProcess>();
 after(() => {
   for (const c of live) c.kill('SIGKILL');
 });
-
-/** Why there is no KVM with guest_memfd here, or null; probed once (the probe waits its timeout). */
-let kvmMissing: string | null | undefined;
-
-/** Root and a KVM that offers guest_memfd (Linux >= 6.8); otherwise a loud skip. */
-function kvmWithGuestMemfd(t: TestContext): boolean {
-  if (!requireRoot(t)) return false;
-  if (kvmMissing === undefined) {
-    const probe = spawnSync(fakevmm, ['--gmem-mib', '1'], { input: '', encoding: 'utf8', timeout: 10_000, killSignal: 'SIGKILL' });
-    // It waits once ready: a timeout after READY means it works.
-    kvmMissing = probe.stdout.startsWith('READY') ? null : probe.stderr.trim() || `fakevmm ended with ${probe.status ?? probe.signal}`;
-  }
-  if (kvmMissing === null) return true;
-  const why = `needs /dev/kvm with guest_memfd: ${kvmMissing}`;
-  process.stderr.write(`SKIPPED ${t.name}: ${why}\n`);
-  t.skip(why);
-  return false;
-}
-
-interface Vmm {
-  pid: number;
-  child: ChildProcess;
-  exited: Promise<void>;
-  next(): Promise<string>;
-  stderr(): string;
-}
-
-interface VmmOptions {
-  shim?: boolean;
-  /** Extra NAME=VALUE for the VMM (with the shim: its switches). */
-  env?: string[];
-  /** Moved into this group before it allocates, so its guest_memfd is charged there. */
-  cgroup?: { backend: CgroupBackend; id: string };
-}
-
-/** A fake VMM; with the shim only the VMM has it in its environment (not the shell that moves it). */
-async function startVmm(gmemMiB: number, opts: VmmOptions = {}): Promise<Vmm> {
-  const procs = opts.cgroup ? opts.cgroup.backend.paths.map((p) => join(p, opts.cgroup!.id, 'cgroup.procs')) : [];
-  const script = [...procs.map((f) => `echo $$ > ${f}`), 'exec "$0" "$@"'].join(' && ');
-  const vars = [...(opts.shim ? [preload] : []), ...(opts.env ?? [])];
-  const child = spawn('/bin/sh', ['-c', script, 'env', ...vars, fakevmm, '--gmem-mib', String(gmemMiB)], { stdio: ['pipe', 'pipe', 'pipe'] });
-  live.add(child);
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => (live.delete(child), resolve())));
-  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-  const next = async () => String((await lines.next()).value);
-  const ready = await next();
-  const m = /^READY (\d+)$/.exec(ready);
-  if (!m) throw new Error(`fakevmm did not start: ${ready}; stderr: ${stderr}`);
-  return { pid: Number(m[1]), child, exited, next, stderr: () => stderr };
-}
-
-const fdTargets = (pid: number) =>
-  readdirSync(`/proc/${pid}/fd`).map((fd) => {
-    try {
-      return readlinkSync(`/proc/${pid}/fd/${fd}`);
-    } catch {
-      return '';
-    }
-  });
-const count = (list: string[], what: string) => list.filter((x) => x === what).length;
-const VM = 'anon_inode:kvm-vm';
-const GMEM = 'anon_inode:[kvm-gmem]';
-
-/** The helper's fd table once it holds `vm` VMs and `gmem` guest_memfds (the passing is
- * synchronous in the VMM, the helper takes them in when it wakes), or as it is after 5 s. */
-async function helperFdsOnce(helper: number, vm: number, gmem: number): Promise<string[]> {
-  const deadline = Date.now() + 5000;
-  let fds = fdTargets(helper);
-  while ((count(fds, VM) < vm || count(fds, GMEM) < gmem) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 20));
-    fds = fdTargets(helper);
-  }
-  return fds;
-}
-
-/** debugfs shows each VM as kvm/<pid>-<fd>; mounted for the test when the host has not. */
-function kvmDebugDirs(pid: number): string[] {
-  return existsSync('/sys/kernel/debug/kvm') ? readdirSync('/sys/kernel/debug/kvm').filter((d) => d.startsWith(`${pid}-`)) : [];
-}
 
 describe('the shim hands a VMM its KVM files to the helper', { concurrency: false }, () => {
   it(`a VMM with ${GUEST_MIB} MiB of guest_memfd exits at least 10x sooner after SIGKILL under the shim than plain (median of 3); its helper holds the VM and the guest_memfd`, async (t) => {
@@ -134,25 +52,21 @@ describe('the shim hands a VMM its KVM files to the helper', { concurrency: fals
 
   it("the VM's debugfs directory outlives the VMM until the helper is done", async (t) => {
     if (!kvmWithGuestMemfd(t)) return;
-    if (!existsSync('/sys/kernel/debug/kvm')) {
-      spawnSync('mount', ['-t', 'debugfs', 'none', '/sys/kernel/debug']);
-      t.after(() => void spawnSync('umount', ['/sys/kernel/debug']));
-    }
     const vmm = await startVmm(64, { shim: true });
     const helper = await helperOf(vmm.pid);
     await helperFdsOnce(helper, 1, 1);
-    assert.equal(kvmDebugDirs(vmm.pid).length, 1, 'the VM in debugfs');
+    assert.equal(kvmDebugDirs(t, vmm.pid).length, 1, 'the VM in debugfs');
     // SIGSTOP cannot be blocked: the helper (every other signal blocked) waits where it is.
     process.kill(helper, 'SIGSTOP');
     try {
       process.kill(vmm.pid, 'SIGKILL');
       await vmm.exited;
-      assert.equal(kvmDebugDirs(vmm.pid).length, 1, 'the VM lives on after the VMM has exited');
+      assert.equal(kvmDebugDirs(t, vmm.pid).length, 1, 'the VM lives on after the VMM has exited');
     } finally {
       process.kill(helper, 'SIGCONT');
     }
     await waitExit(helper);
-    assert.equal(kvmDebugDirs(vmm.pid).length, 0, 'the VM is gone once the helper is done');
+    assert.equal(kvmDebugDirs(t, vmm.pid).length, 0, 'the VM is gone once the helper is done');
   });
 
   it("the guest_memfd stays charged to the VMM's memory cgroup after its exit until the helper is done, then comes back", async (t) => {
@@ -267,37 +181,6 @@ describe('the shim hands a VMM its KVM files to the helper', { concurrency: fals
     assert.ok(off.killToExitMs * 2 >= plain.killToExitMs, `the exit with the mm held only, ${off.killToExitMs} ms, is about plain's ${plain.killToExitMs} ms`);
   });
 });
-
-interface Ended {
-  pid: number;
-  comm: string;
-  how: 'exit' | 'signal';
-  value: number;
-}
-
-/** Runs `cmd` under fakeguest's --subreaper, so that the helper (an orphan) is reaped there and
- * its end is reported (as in shim-confinement). */
-function underSubreaper(cmd: string[]): Promise<{ ended: Ended[]; lines: string[]; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(fakeguest, ['--subreaper', '--', ...cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code !== 0) return reject(new Error(`subreaper exited ${code}: ${stderr}`));
-      const ended: Ended[] = [];
-      const lines: string[] = [];
-      for (const line of stdout.trim().split('\n')) {
-        const m = /^ENDED (\d+) (\S+) (exit|signal) (\d+)$/.exec(line);
-        if (m) ended.push({ pid: Number(m[1]), comm: m[2]!, how: m[3] as Ended['how'], value: Number(m[4]) });
-        else lines.push(line);
-      }
-      resolve({ ended, lines, stderr });
-    });
-  });
-}
 
 /** A file of `mib` MiB, every block written, where punching holes works (tmpfs first). */
 function filledFile(t: TestContext, mib: number): string {
