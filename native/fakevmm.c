@@ -12,8 +12,6 @@
  * --ioctl-bench N times N calls of cheap ioctls instead (what the shim's exported ioctl adds to a
  * VMM's hot path) and prints "fionread NS" (on a pipe) and, where /dev/kvm opens,
  * "kvm_check_extension NS": nanoseconds per call.
- *
- * Debian 12's kernel headers predate guest_memfd (Linux 6.8), so its ABI is defined here.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,34 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef KVM_CREATE_GUEST_MEMFD
-struct kvm_create_guest_memfd {
-	uint64_t size;
-	uint64_t flags;
-	uint64_t reserved[6];
-};
-#define KVM_CREATE_GUEST_MEMFD _IOWR(KVMIO, 0xd4, struct kvm_create_guest_memfd)
-#endif
-#ifndef KVM_SET_USER_MEMORY_REGION2
-struct kvm_userspace_memory_region2 {
-	uint32_t slot;
-	uint32_t flags;
-	uint64_t guest_phys_addr;
-	uint64_t memory_size;
-	uint64_t userspace_addr;
-	uint64_t guest_memfd_offset;
-	uint32_t guest_memfd;
-	uint32_t pad1;
-	uint64_t pad2[14];
-};
-#define KVM_SET_USER_MEMORY_REGION2 _IOW(KVMIO, 0x49, struct kvm_userspace_memory_region2)
-#endif
-#ifndef KVM_MEM_GUEST_MEMFD
-#define KVM_MEM_GUEST_MEMFD (1u << 2)
-#endif
-#ifndef KVM_CAP_GUEST_MEMFD
-#define KVM_CAP_GUEST_MEMFD 234
-#endif
+#include "kvm-abi.h"
 
 #define MiB (1024ul * 1024ul)
 

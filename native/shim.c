@@ -62,6 +62,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kvm-abi.h"
 #include "shim.h"
 
 #define HELPER_MAPPING (64 * 1024)
@@ -74,15 +75,6 @@
 #define CONFINE_TIMEOUT_POLLS 200000		/* 10 s: a loaded machine or TCG, never a healthy one */
 #define HELPER_DIED 2				/* beside the helper's PVTD_HELPER_CONFINED and -errno */
 
-/* Debian 12's kernel headers predate guest_memfd (Linux 6.8): its ABI as in fakevmm.c. */
-#ifndef KVM_CREATE_GUEST_MEMFD
-struct kvm_create_guest_memfd {
-	uint64_t size;
-	uint64_t flags;
-	uint64_t reserved[6];
-};
-#define KVM_CREATE_GUEST_MEMFD _IOWR(KVMIO, 0xd4, struct kvm_create_guest_memfd)
-#endif
 
 typedef int (*ioctl_fn)(int, unsigned long, ...);
 static ioctl_fn real_ioctl;

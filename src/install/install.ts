@@ -2,7 +2,7 @@
 // shim and helper), `pvteardown` on PATH, the hook drop-in, one emulator wrapper per qemu-system-*
 // and the service unit, which run only from that copy. Both idempotent; uninstall removes only
 // what install wrote (listed in the manifest, text files also carrying MARKER).
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../paths.js';
 import { InstallError, fsFail } from './errors.js';
@@ -11,7 +11,7 @@ import { payload } from './payload.js';
 import { renderHook, renderLauncher, renderUnit, renderWrapper } from './render.js';
 import type { Step } from './steps.js';
 import { nearestExisting, othersCanChange } from './trusted-path.js';
-import { currentTree, placeTree, removeLeftovers, removeTree } from './tree.js';
+import { currentTree, exists, placeTree, removeLeftovers, removeTree } from './tree.js';
 
 export { InstallError } from './errors.js';
 export type { Action, Step } from './steps.js';
@@ -238,15 +238,6 @@ export function install(opts: InstallOptions): Step[] {
   }
   if (failure) throw failure;
   return [...treeSteps, ...w.steps, ...stale];
-}
-
-function exists(p: string): boolean {
-  try {
-    lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Text files only when still marked (someone may have replaced one); libDir is install's own. */

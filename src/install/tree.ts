@@ -82,7 +82,8 @@ export function placeTree(layout: InstallLayout, entries: readonly Entry[]): { t
   return { tree, steps };
 }
 
-function exists(p: string): boolean {
+/** Something is at `p`, a dangling link included. */
+export function exists(p: string): boolean {
   try {
     lstatSync(p);
     return true;
