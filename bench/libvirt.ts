@@ -10,7 +10,7 @@
 // Absolute times move with the machine's load; compare kinds within one run.
 import os from 'node:os';
 import { LibvirtClient } from '../src/libvirt/index.js';
-import type { TeardownView } from '../src/daemon/api.js';
+import type { TeardownView } from '../src/protocol/api.js';
 import { startTestDaemon, until, type TestDaemon } from '../test/support/daemon.js';
 import { cleanupTestGuests, ensureLibvirtd, TEST_GUEST_PREFIX } from '../test/support/libvirtd.js';
 import { defineGuest, helpersOf, released, startGuest, type GuestKind } from '../test/libvirt/guests.js';

@@ -14,7 +14,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { createInterface } from 'node:readline';
 import { openCgroups } from '../src/cgroup/index.js';
-import type { TeardownState, TeardownView } from '../src/daemon/api.js';
+import type { TeardownState, TeardownView } from '../src/protocol/api.js';
 import { nativePath } from '../src/paths.js';
 import { CLI, startTestDaemon, type TestDaemon } from '../test/support/daemon.js';
 import { describeMachine, writeResults } from './support/results.js';

@@ -3,7 +3,7 @@
 // are killed plain and under pvteardown, and what an operator would see is printed.
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import type { TeardownView } from '../src/daemon/api.js';
+import type { TeardownView } from '../src/protocol/api.js';
 import { Journal } from '../src/daemon/journal.js';
 import { nativePath } from '../src/paths.js';
 import { CLI, startTestDaemon, until, type TestDaemon } from '../test/support/daemon.js';

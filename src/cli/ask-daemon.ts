@@ -1,7 +1,7 @@
 // Every CLI command that talks to the daemon goes through here.
 import type { Command } from 'commander';
-import type { Request } from '../daemon/api.js';
-import { request } from '../daemon/socket-client.js';
+import type { Request } from '../protocol/api.js';
+import { request } from '../protocol/client.js';
 import { globals } from './global-options.js';
 
 export function askDaemon<T>(cmd: Command, req: Request, timeoutMs = 10_000): Promise<T> {

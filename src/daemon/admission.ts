@@ -1,7 +1,7 @@
 // "Can a guest of M bytes start?" While teardowns still hold memory the guest needs, boost them
 // and wait (bounded) for the memory to come back, instead of letting the start push the host into
 // OOM. Policy warn lets the start go on after the wait; strict refuses it.
-import type { AdmitResult } from './api.js';
+import type { AdmitResult } from '../protocol/api.js';
 import type { DaemonContext } from './context.js';
 import { availableBytes } from './memory.js';
 import { pendingBytes, refreshMemory } from './pending-memory.js';

@@ -4,9 +4,9 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { nativePath } from '../paths.js';
-import type { Strategy } from './api.js';
+import type { Strategy } from '../protocol/api.js';
 import type { DaemonContext } from './context.js';
-import { findSharingHelper } from './find-helper.js';
+import { findSharingHelper } from '../sys/find-helper.js';
 import type { Teardown } from './teardown.js';
 import { watchTeardown } from './watch.js';
 

@@ -2,7 +2,7 @@
 import type { Logger } from 'pino';
 import type { CgroupBackend } from '../cgroup/index.js';
 import type { KernelFeatures, Sys } from '../sys/index.js';
-import type { Limits } from './api.js';
+import type { Limits } from '../protocol/api.js';
 import type { Journal } from './journal.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Pacer } from './pacing.js';

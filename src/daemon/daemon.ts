@@ -8,7 +8,7 @@ import { openCgroups } from '../cgroup/index.js';
 import { openSys } from '../sys/index.js';
 import { admit } from './admission.js';
 import { pendingBytes, refreshMemory } from './pending-memory.js';
-import type { Limits, Request, StatusView, TeardownView } from './api.js';
+import type { Limits, Request, StatusView, TeardownView } from '../protocol/api.js';
 import { arm } from './arm.js';
 import type { DaemonContext } from './context.js';
 import type { Teardown } from './teardown.js';

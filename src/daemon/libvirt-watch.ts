@@ -3,36 +3,15 @@
 // are reconciled, so a hook call that never came or a daemon restart loses nothing. libvirtd may
 // be absent (normal on a host without it) or restart at any time: the watcher retries with
 // backoff and never takes the daemon down.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { LibvirtClient, type Domain, type LifecycleEvent } from '../libvirt/index.js';
+import { qemuPidOf } from '../libvirt/qemu-pid.js';
 import { arm } from './arm.js';
 import type { DaemonContext } from './context.js';
-import { findSharingHelper } from './find-helper.js';
-
-/** Where libvirt's QEMU driver writes NAME.pid for qemu:///system. */
-export const QEMU_RUN_DIR = '/run/libvirt/qemu';
+import { findSharingHelper } from '../sys/find-helper.js';
 
 /** VIR_CONNECT_LIST_DOMAINS_ACTIVE */
 const LIST_ACTIVE = 1;
 const BACKOFF_MS = { first: 500, max: 30_000 };
-
-/** The QEMU pid of a running domain, from libvirt's pid file; null when it has none or it is gone. */
-export function qemuPidOf(name: string, runDir = QEMU_RUN_DIR): number | null {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(join(runDir, `${name}.pid`), 'utf8').trim());
-  } catch {
-    return null;
-  }
-  if (!Number.isSafeInteger(pid) || pid <= 0) return null;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return null;
-  }
-}
 
 export interface LibvirtWatchOptions {
   /** libvirt URI (default: LIBVIRT_DEFAULT_URI or qemu:///system). */

@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { evacuate } from '../cgroup/evacuate.js';
-import type { Strategy } from './api.js';
+import type { Strategy } from '../protocol/api.js';
 import { nowIso, type DaemonContext } from './context.js';
 import type { JournalEntry } from './journal.js';
 import { heldBytes } from './pending-memory.js';

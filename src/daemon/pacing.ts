@@ -8,7 +8,7 @@
 // daemon is down. A boost (admission, memory pressure) lifts the budget and adds a slot.
 import type { Logger } from 'pino';
 import type { CgroupBackend } from '../cgroup/index.js';
-import type { Limits } from './api.js';
+import type { Limits } from '../protocol/api.js';
 import type { FreezeWatchdog } from './freeze-watchdog.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Registry } from './registry.js';

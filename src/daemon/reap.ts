@@ -2,7 +2,7 @@
 // process_mrelease in a helper process inside a teardown cgroup, so the work is charged and
 // recorded like any other teardown (design.md §4, strategy mrelease).
 import type { DaemonContext } from './context.js';
-import { findSharingHelper } from './find-helper.js';
+import { findSharingHelper } from '../sys/find-helper.js';
 import type { Teardown } from './teardown.js';
 
 export interface ReapRequest {

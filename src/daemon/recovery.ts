@@ -9,7 +9,7 @@
 // through the libvirt watcher, which checks kcmp against the QEMU pid libvirt recorded.
 import { CgroupFsError } from '../cgroup/files.js';
 import type { DaemonContext } from './context.js';
-import { scanNamedHelpers } from './find-helper.js';
+import { scanNamedHelpers } from '../sys/find-helper.js';
 import { heldBytes } from './pending-memory.js';
 import type { StateFiles } from './state-files.js';
 import { Teardown } from './teardown.js';

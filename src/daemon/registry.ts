@@ -1,7 +1,7 @@
 // The teardowns this daemon knows: live ones (each backed by a state file and a cgroup) and the
 // most recent finished ones, for `list`. A state file that cannot be written (full disk) is kept
 // in memory and written again by retry(); a finished teardown's file stays until the journal has it.
-import type { StorageView, TeardownState } from './api.js';
+import type { StorageView, TeardownState } from '../protocol/api.js';
 import type { Journal } from './journal.js';
 import type { StateFiles } from './state-files.js';
 import type { Teardown } from './teardown.js';

@@ -14,8 +14,8 @@
 import { mkdirSync, chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { MAX_REQUEST_BYTES, type Request } from './api.js';
-import { encodeResponse, oneLine, parseRequest } from './protocol.js';
+import { MAX_REQUEST_BYTES, type Request } from '../protocol/api.js';
+import { encodeResponse, oneLine, parseRequest } from '../protocol/codec.js';
 
 export type RequestHandler = (req: Request) => Promise<unknown>;
 

@@ -3,7 +3,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CgroupNameError, validateId } from '../cgroup/names.js';
-import { STRATEGIES, TEARDOWN_STATES } from './api.js';
+import { STRATEGIES, TEARDOWN_STATES } from '../protocol/api.js';
 import type { TeardownRecord } from './teardown.js';
 
 export type ReadResult = { record: TeardownRecord } | { corrupt: string } | null;

@@ -1,7 +1,7 @@
 // A teardown's record and its state machine. The record is what a state file holds, so that a
 // restarted daemon knows each teardown again (design.md §6: the cgroup tree plus these files).
 // Only lifecycle.ts changes a record's state.
-import type { TeardownState, TeardownView } from './api.js';
+import type { TeardownState, TeardownView } from '../protocol/api.js';
 
 /** What a state file holds: the view's fields that are facts (not live readings), plus what
  * recognises the processes again across daemon restarts and reboots. */

@@ -2,12 +2,12 @@
 // pvteardown's side ends as one line for libvirt's log and a guest that starts or stops as usual;
 // only the daemon's admission under policy strict refuses a start.
 import path from 'node:path';
-import type { AdmitResult, StatusView, TeardownView } from '../daemon/api.js';
-import { request } from '../daemon/socket-client.js';
+import type { AdmitResult, StatusView, TeardownView } from '../protocol/api.js';
+import { request } from '../protocol/client.js';
 import type { HookCall } from './args.js';
 import { DomainXmlError, parseDomainXml, type DomainInfo } from './domain-xml.js';
 import { hasHelperProcess } from './helper-probe.js';
-import { readPidFile } from './pid-file.js';
+import { readPidFile } from '../libvirt/qemu-pid.js';
 
 export interface HookEnv {
   socket: string;

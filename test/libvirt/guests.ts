@@ -4,8 +4,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from 'node:path';
 import { shimEnvironment } from '../../src/exec/shim-env.js';
 import type { Domain, LibvirtClient } from '../../src/libvirt/index.js';
-import { scanNamedHelpers } from '../../src/daemon/find-helper.js';
-import { qemuPidOf } from '../../src/daemon/libvirt-watch.js';
+import { scanNamedHelpers } from '../../src/sys/find-helper.js';
+import { qemuPidOf } from '../../src/libvirt/qemu-pid.js';
 import { defineTestGuest, LIBVIRTD_LOG } from '../support/libvirtd.js';
 
 export const ASYNC_TEARDOWN_XML = "<qemu:commandline><qemu:arg value='-async-teardown'/></qemu:commandline>";

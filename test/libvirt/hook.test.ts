@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { install, uninstall } from '../../src/install/install.js';
 import { installLayout } from '../../src/install/layout.js';
 import { LibvirtClient } from '../../src/libvirt/index.js';
-import type { TeardownView } from '../../src/daemon/api.js';
+import type { TeardownView } from '../../src/protocol/api.js';
 import { startTestDaemon, until, type TestDaemon } from '../support/daemon.js';
 import { cleanupTestGuests, LIBVIRTD_LOG, LibvirtdUnavailable, libvirtdOrSkip, restartLibvirtd, TEST_GUEST_PREFIX } from '../support/libvirtd.js';
 import { cgroupErrorsAbout, defineGuest, helpersOf, libvirtdLogSince, libvirtdLogSize, machineCgroupsOf, released, startGuest, timedDestroy, type Running } from './guests.js';

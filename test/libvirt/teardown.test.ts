@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { install } from '../../src/install/install.js';
 import { installLayout } from '../../src/install/layout.js';
 import { LibvirtClient, type Domain } from '../../src/libvirt/index.js';
-import type { TeardownView } from '../../src/daemon/api.js';
+import type { TeardownView } from '../../src/protocol/api.js';
 import { CLI, startTestDaemon, until, type TestDaemon } from '../support/daemon.js';
 import { cleanupTestGuests, libvirtdOrSkip, TEST_GUEST_PREFIX } from '../support/libvirtd.js';
 import {

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { after, describe, it } from 'node:test';
-import type { TeardownView } from '../../src/daemon/api.js';
+import type { TeardownView } from '../../src/protocol/api.js';
 import { Journal } from '../../src/daemon/journal.js';
 import { CLI, startTestDaemon, until, type TestDaemon } from '../support/daemon.js';
 import { helperJson, killAndTime, requireRoot, startFakeGuest } from '../support/system.js';

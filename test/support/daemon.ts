@@ -8,8 +8,8 @@ import { existsSync, mkdtempSync, readdirSync, rmdirSync, rmSync } from 'node:fs
 import os from 'node:os';
 import path from 'node:path';
 import { openCgroups, type CgroupBackend } from '../../src/cgroup/index.js';
-import type { Request, TeardownView } from '../../src/daemon/api.js';
-import { request } from '../../src/daemon/socket-client.js';
+import type { Request, TeardownView } from '../../src/protocol/api.js';
+import { request } from '../../src/protocol/client.js';
 import { nativePath, packageRoot } from '../../src/paths.js';
 import { signalIfAlive } from './system.js';
 

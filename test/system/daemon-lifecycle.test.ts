@@ -8,7 +8,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, r
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import type { StatusView, TeardownView } from '../../src/daemon/api.js';
+import type { StatusView, TeardownView } from '../../src/protocol/api.js';
 import { Journal } from '../../src/daemon/journal.js';
 import { StateFiles } from '../../src/daemon/state-files.js';
 import { parseStat } from '../../src/sys/proc.js';

@@ -7,14 +7,14 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import type { Request } from '../../src/daemon/api.js';
+import type { Request } from '../../src/protocol/api.js';
 import {
   DaemonError,
   DaemonProtocolError,
   DaemonTimeoutError,
   DaemonUnreachableError,
   request,
-} from '../../src/daemon/socket-client.js';
+} from '../../src/protocol/client.js';
 import { serveSocket, type SocketServer } from '../../src/daemon/socket-server.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'pvtd-client-'));

@@ -11,8 +11,8 @@ import path from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { MAX_REQUEST_BYTES, type Request } from '../../src/daemon/api.js';
-import { OP_NAMES } from '../../src/daemon/protocol.js';
+import { MAX_REQUEST_BYTES, type Request } from '../../src/protocol/api.js';
+import { OP_NAMES } from '../../src/protocol/codec.js';
 import { serveSocket, type ServeOptions, type SocketServer } from '../../src/daemon/socket-server.js';
 import { SLOWDOWN } from '../support/daemon.js';
 
@@ -412,7 +412,7 @@ describe('daemon socket server', () => {
     if (!requireRoot(t, 'switches to uid 65534 (nobody) for the client')) return;
     const s = await start();
     chmodSync(path.dirname(s.path), 0o755);
-    const clientModule = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/daemon/socket-client.js');
+    const clientModule = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/protocol/client.js');
     const script = `
       const net = require('node:net');
       const raw = new Promise((resolve) => {

@@ -1,7 +1,7 @@
 // Pacing's plan without processes: which teardown gets a slot, which is frozen and until when.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Limits } from '../../src/daemon/api.js';
+import type { Limits } from '../../src/protocol/api.js';
 import { DEFAULT_LIMITS } from '../../src/daemon/daemon.js';
 import { plan } from '../../src/daemon/pacing.js';
 import { Teardown, type TeardownRecord } from '../../src/daemon/teardown.js';

@@ -2,8 +2,8 @@
 // refuses (and the one-line message naming the field, the value and what is valid).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MAX_REQUEST_BYTES, STRATEGIES, type Request } from '../../src/daemon/api.js';
-import { OP_NAMES, ProtocolError, encodeResponse, parseRequest } from '../../src/daemon/protocol.js';
+import { MAX_REQUEST_BYTES, STRATEGIES, type Request } from '../../src/protocol/api.js';
+import { OP_NAMES, ProtocolError, encodeResponse, parseRequest } from '../../src/protocol/codec.js';
 
 const UUID = '0c6b6c4e-2f1a-4d3b-9e8f-7a6b5c4d3e2f';
 

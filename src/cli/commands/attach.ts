@@ -1,6 +1,6 @@
 // `pvteardown attach --pid PID`: arm a running program whose memory a helper already shares.
 import type { Command } from 'commander';
-import { STRATEGIES, type Strategy, type TeardownView } from '../../daemon/api.js';
+import { STRATEGIES, type Strategy, type TeardownView } from '../../protocol/api.js';
 import { askDaemon } from '../ask-daemon.js';
 import { printJson, visible } from '../format.js';
 import { globals, wholeNumber } from '../global-options.js';

@@ -3,9 +3,9 @@
 // yet done so, then libvirt destroys the guest. Without one, the daemon kills QEMU and reaps its
 // memory with process_mrelease in a teardown cgroup (strategy mrelease), then libvirt cleans up.
 import type { Command } from 'commander';
-import type { TeardownView } from '../../daemon/api.js';
-import { findSharingHelper } from '../../daemon/find-helper.js';
-import { qemuPidOf } from '../../daemon/libvirt-watch.js';
+import type { TeardownView } from '../../protocol/api.js';
+import { findSharingHelper } from '../../sys/find-helper.js';
+import { qemuPidOf } from '../../libvirt/qemu-pid.js';
 import { ErrorCode, LibvirtError } from '../../libvirt/index.js';
 import { openSys } from '../../sys/index.js';
 import { askDaemon } from '../ask-daemon.js';

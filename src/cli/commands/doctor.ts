@@ -3,7 +3,7 @@ import { accessSync, constants, existsSync, readdirSync, readFileSync } from 'no
 import path from 'node:path';
 import type { Command } from 'commander';
 import { detectHostLayout } from '../../cgroup/index.js';
-import type { StatusView } from '../../daemon/api.js';
+import type { StatusView } from '../../protocol/api.js';
 import { installLayout } from '../../install/layout.js';
 import { hookSetting } from '../../install/render.js';
 import { currentTree } from '../../install/tree.js';

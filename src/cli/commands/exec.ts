@@ -1,8 +1,8 @@
 // `pvteardown exec -- CMD`: run any program with the teardown shim, armed with the daemon if one runs.
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { TeardownView } from '../../daemon/api.js';
-import { DaemonUnreachableError } from '../../daemon/socket-client.js';
+import type { TeardownView } from '../../protocol/api.js';
+import { DaemonUnreachableError } from '../../protocol/client.js';
 import { endLike, runWithShim } from '../../exec/run-with-shim.js';
 import { askDaemon } from '../ask-daemon.js';
 import { visible } from '../format.js';

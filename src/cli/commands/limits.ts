@@ -1,6 +1,6 @@
 // `pvteardown limits`: show or change how many teardowns run at once and their CPU budget.
 import type { Command } from 'commander';
-import type { Limits } from '../../daemon/api.js';
+import type { Limits } from '../../protocol/api.js';
 import { askDaemon } from '../ask-daemon.js';
 import { bytes, printJson } from '../format.js';
 import { globals, wholeNumber } from '../global-options.js';

@@ -1,6 +1,6 @@
 // `pvteardown status` and `pvteardown list`: what the daemon knows, what is still being cleared.
 import type { Command } from 'commander';
-import type { StatusView, TeardownView } from '../../daemon/api.js';
+import type { StatusView, TeardownView } from '../../protocol/api.js';
 import { askDaemon } from '../ask-daemon.js';
 import { bytes, printJson, seconds, table } from '../format.js';
 import { globals } from '../global-options.js';

@@ -1,6 +1,6 @@
 // `pvteardown wait <guest>`: block until a guest's memory is back, showing what is left.
 import type { Command } from 'commander';
-import type { TeardownView } from '../../daemon/api.js';
+import type { TeardownView } from '../../protocol/api.js';
 import { askDaemon } from '../ask-daemon.js';
 import { bytes, printJson, visible } from '../format.js';
 import { globals, wholeNumber } from '../global-options.js';

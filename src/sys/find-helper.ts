@@ -2,8 +2,8 @@
 // `cleanup/<pid>`, both CLONE_VM children that share the guest's mm (checked with kcmp, not just
 // by name: a name can be set by anyone).
 import { readdirSync, readFileSync } from 'node:fs';
-import type { Sys } from '../sys/index.js';
-import type { Strategy } from './api.js';
+import type { Sys } from './index.js';
+import type { Strategy } from '../protocol/api.js';
 
 export interface FoundHelper {
   pid: number;

@@ -3,6 +3,10 @@
 // can fire: open(2) blocks the whole thread) nor follow a link elsewhere, and only a few bytes of
 // a regular file are read (a link to /dev/zero must not be read to the end).
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Where libvirt's QEMU driver writes NAME.pid for qemu:///system. */
+export const QEMU_RUN_DIR = '/run/libvirt/qemu';
 
 /** "4242\n" is what libvirt writes; a PID has at most 10 digits. */
 const MAX_BYTES = 32;
@@ -28,5 +32,17 @@ export function readPidFile(file: string): number | string {
     return `cannot read QEMU's PID from ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`;
   } finally {
     closeSync(fd);
+  }
+}
+
+/** The QEMU pid of a running domain, from libvirt's pid file; null when it has none or it is gone. */
+export function qemuPidOf(name: string, runDir = QEMU_RUN_DIR): number | null {
+  const pid = readPidFile(join(runDir, `${name}.pid`));
+  if (typeof pid !== 'number') return null;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return null;
   }
 }
