@@ -50,6 +50,13 @@ export class Lifecycle {
     const { ctx } = this;
     const id = teardownId(this.bootId, n.pid, n.pidStart);
     ctx.cgroups.create(id);
+    try {
+      // Before any helper joins: the group must allow no more than the VM's did (cgroup/confine.ts).
+      ctx.cgroups.confine(id);
+    } catch (err) {
+      removeQuietly(ctx, id);
+      throw err;
+    }
     const record: TeardownRecord = {
       id,
       guest: n.guest ?? `pid ${n.pid}`,

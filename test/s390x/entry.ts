@@ -11,6 +11,7 @@ import '../unit/cgroup-names.test.js';
 import '../unit/cgroup-layout.test.js';
 import '../unit/cgroup-backend.test.js';
 import '../unit/daemon-records.test.js';
+import '../unit/daemon-pacing.test.js';
 import '../unit/hook-args.test.js';
 import '../unit/hook-xml.test.js';
 import '../unit/sys-open.test.js';
@@ -28,3 +29,4 @@ import '../system/socket-client.test.js';
 // The daemon on pure v2: queue and freeze, cpu.max pacing, recovery, admission (guests scaled
 // down by PVTEARDOWN_TEST_MIB, timeouts up by PVTEARDOWN_TEST_SLOWDOWN).
 import '../system/daemon.test.js';
+import '../system/daemon-lifecycle.test.js';

@@ -2,7 +2,7 @@
 // and the KVM VM): same assertions on either layout, under an isolated root name that is removed
 // again whatever happens.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -138,6 +138,30 @@ if (skip) {
     const afterKill = cg.memoryUsageBytes('mem');
     assert.ok(afterKill < during - 60 * MiB, `usage after the kill still ${afterKill / MiB} MiB`);
     cg.remove('mem');
+  });
+
+  test('confine: a process in a v2 teardown group can neither fork nor open a device (v1 groups stay as they are)', (t) => {
+    cg.ensureRoot();
+    cg.create('confined');
+    cg.confine('confined');
+    const procs = cg.paths.map((p) => join(p, 'confined', 'cgroup.procs')).join(' ');
+    const inGroup = (cmd: string) =>
+      spawnSync('/bin/sh', ['-c', `for f in ${procs}; do echo $$ > $f; done; ${cmd}`], { encoding: 'utf8' });
+    if (cg.version === 'v1') {
+      // cpu, cpuacct, freezer and memory restrict neither: helpers from machine groups are
+      // confined in the other hierarchies instead (cgroup/evacuate.ts, test/libvirt/evacuate).
+      const r = inGroup('/bin/true && head -c1 /dev/zero >/dev/null');
+      assert.equal(r.status, 0, r.stderr);
+      t.diagnostic('v1: confine changes nothing in the managed hierarchies');
+      return;
+    }
+    assert.equal(readFileSync(join(cg.paths[0]!, 'confined', 'pids.max'), 'utf8').trim(), '0');
+    const fork = inGroup('/bin/true');
+    assert.notEqual(fork.status, 0, 'no new process in a confined group');
+    const open = inGroup('exec head -c1 /dev/zero');
+    assert.notEqual(open.status, 0, 'no device in a confined group');
+    assert.match(open.stderr, /Operation not permitted/);
+    cg.remove('confined');
   });
 
   test('removeRoot removes NAME everywhere and leaves nothing behind', () => {
