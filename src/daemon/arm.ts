@@ -7,6 +7,7 @@ import { nativePath } from '../paths.js';
 import type { Strategy } from '../protocol/api.js';
 import type { DaemonContext } from './context.js';
 import { findSharingHelper } from '../sys/find-helper.js';
+import { needsKvmHolder, startKvmHolder } from './kvm-holder.js';
 import type { Teardown } from './teardown.js';
 import { watchTeardown } from './watch.js';
 
@@ -57,6 +58,7 @@ async function armOnce(ctx: DaemonContext, req: ArmRequest): Promise<Teardown> {
   }
   const t = ctx.lifecycle.create({ ...req, pidStart, helperPid: helper.pid, strategy: helper.strategy });
   watchTeardown(ctx, t);
+  if (needsKvmHolder(t)) await startKvmHolder(ctx, t);
   return t;
 }
 

@@ -111,6 +111,22 @@ export class Lifecycle {
     this.ctx.log.info({ id: t.id, helper: helperPid }, 'helper started');
   }
 
+  /** The KVM holder took the guest's VM and guest_memfd files: it joins the teardown's group, so
+   * that their release after the exit is queued, frozen and paced with the rest. */
+  holderStarted(t: Teardown, holderPid: number): void {
+    const { ctx } = this;
+    t.record.holderPid = holderPid;
+    t.record.holderStart = ctx.sys.processStartTime(holderPid);
+    ctx.cgroups.addProcess(t.id, holderPid);
+    ctx.registry.save(t);
+    ctx.log.info({ id: t.id, guest: t.record.guest, holder: holderPid }, "holder took the guest's KVM files");
+  }
+
+  holderAlive(t: Teardown): boolean {
+    const { holderPid, holderStart } = t.record;
+    return holderPid != null && holderStart != null && this.ctx.sys.processStartTime(holderPid) === holderStart;
+  }
+
   guestAlive(t: Teardown): boolean {
     return this.ctx.sys.processStartTime(t.record.pid) === t.record.pidStart;
   }
@@ -140,15 +156,19 @@ export class Lifecycle {
     return true;
   }
 
-  /** Fact: the helper is gone. Before its guest, that is a warning and a fallback to come. */
+  /** Fact: the helper (or the KVM holder) is gone. A helper gone before its guest is a warning
+   * and a fallback to come; the teardown is over once both are gone. */
   helperExited(t: Teardown): void {
     if (t.finished || this.helperAlive(t)) return;
     if (t.state === 'armed' && this.guestAlive(t)) {
+      if (t.record.warning) return;
       t.record.warning = `helper ${t.record.helperPid} exited before its guest (pid ${t.record.pid}): the guest frees its own memory when it exits, unpaced`;
       this.ctx.registry.save(t);
       this.ctx.log.warn({ id: t.id, guest: t.record.guest, helper: t.record.helperPid }, 'teardown helper exited before its guest');
       return;
     }
+    // The guest's KVM files are still being released in the teardown's group.
+    if (this.holderAlive(t)) return;
     if (t.state === 'armed' && !t.record.exitedAt) t.record.exitedAt = nowIso();
     void this.finish(t, t.record.warning ? 'fallback' : 'done');
   }

@@ -53,7 +53,10 @@ export async function recover(ctx: DaemonContext, files: StateFiles): Promise<Re
     ctx.registry.add(t);
     // Pids and start times from another boot name nobody now.
     const thisBoot = t.record.bootId === undefined || t.record.bootId === ctx.lifecycle.bootId;
-    if (t.finished || !thisBoot || !ctx.lifecycle.helperAlive(t) || ctx.journal.has(id) || !moveBack(ctx, id, t.record.helperPid!)) {
+    // The helper, and the KVM holder where there is one, back into the group (a crash can come
+    // between creating it and a move).
+    const members = [t.record.helperPid!, ...(ctx.lifecycle.holderAlive(t) ? [t.record.holderPid!] : [])];
+    if (t.finished || !thisBoot || !ctx.lifecycle.helperAlive(t) || ctx.journal.has(id) || !members.every((pid) => moveBack(ctx, id, pid))) {
       await ctx.lifecycle.finishedUnwatched(t);
       summary.finishedMeanwhile++;
       continue;

@@ -12,6 +12,9 @@ export type TeardownRecord = Omit<TeardownView, 'memoryLeftBytes' | 'cgroup'> & 
   /** /proc/<pid>/stat start time: with the pid, recognises the guest across daemon restarts. */
   pidStart: number;
   helperStart: number | null;
+  /** pvteardown-kvm-holder, holding the guest's VM and guest_memfd files (qemu, mmput-async). */
+  holderPid?: number | null;
+  holderStart?: number | null;
   /** When pacing first froze it (epoch ms): the deadline of --max-freeze-seconds survives restarts. */
   frozenAt?: number | null;
 };
@@ -56,7 +59,7 @@ export class Teardown {
   }
 
   view(): TeardownView {
-    const { uuid: _uuid, pidStart: _pidStart, helperStart: _helperStart, bootId: _bootId, frozenAt: _frozenAt, ...facts } = this.record;
+    const { uuid: _uuid, pidStart: _pidStart, helperStart: _helperStart, bootId: _bootId, frozenAt: _frozenAt, holderPid: _holderPid, holderStart: _holderStart, ...facts } = this.record;
     return { ...facts, memoryLeftBytes: this.finished ? 0 : this.memoryLeftBytes, cgroup: this.cgroupPath };
   }
 }

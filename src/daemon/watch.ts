@@ -14,4 +14,17 @@ export function watchTeardown(ctx: DaemonContext, t: Teardown): void {
   if (helper !== null) {
     ctx.sys.waitExit(helper, { signal: ctx.stopping }).then(() => ctx.lifecycle.helperExited(t), lost('helper'));
   }
+  watchHolder(ctx, t);
+}
+
+/** The KVM holder's end is the helper's kind of fact: the teardown ends when both are gone. */
+export function watchHolder(ctx: DaemonContext, t: Teardown): void {
+  const holder = t.record.holderPid;
+  if (holder == null) return;
+  ctx.sys.waitExit(holder, { signal: ctx.stopping }).then(
+    () => ctx.lifecycle.helperExited(t),
+    (err: unknown) => {
+      if (!ctx.stopping.aborted) ctx.log.error({ id: t.id, err: String(err) }, 'lost track of a KVM holder');
+    },
+  );
 }

@@ -5,13 +5,14 @@
 import { after, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { install } from '../../src/install/install.js';
 import { installLayout } from '../../src/install/layout.js';
 import { LibvirtClient, type Domain } from '../../src/libvirt/index.js';
 import type { TeardownView } from '../../src/protocol/api.js';
 import { CLI, startTestDaemon, until, type TestDaemon } from '../support/daemon.js';
+import { fdTargets, kvmDebugDirs, VM } from '../support/kvm.js';
 import { cleanupTestGuests, libvirtdOrSkip, TEST_GUEST_PREFIX } from '../support/libvirtd.js';
 import {
   cgroupErrorsAbout,
@@ -61,23 +62,33 @@ const teardownOf = (d: TestDaemon, pid: number) => d.list().then((all) => all.fi
  * once now and then (its SIGHUP handler races QEMU's exit) and a 1 GiB shim teardown is over in
  * ~50 ms, so the unadopted reference would measure luck instead of libvirt's EBUSY wait.
  */
-async function startAndDestroy(c: LibvirtClient, d: TestDaemon, name: string, kind: GuestKind, adopted: boolean, dom?: Domain) {
+async function startAndDestroy(t: TestContext, c: LibvirtClient, d: TestDaemon, name: string, kind: GuestKind, adopted: boolean, dom?: Domain) {
   const g = await startGuest(c, dom ?? (await defineGuest(c, name, MEM_MIB, kind)));
   const helpers = helpersOf(g.pid);
   assert.equal(helpers.length, kind === 'plain' ? 0 : 1, `${name}: QEMU ${g.pid} has ${kind === 'plain' ? 'no' : 'one'} helper`);
-  if (adopted) await until(`${name} armed`, () => teardownOf(d, g.pid), (v) => v?.state === 'armed');
-  else assert.equal(await teardownOf(d, g.pid), undefined, `${name} is not followed, so not armed`);
+  // Who holds QEMU's KVM VM file besides QEMU: the shim's helper, or for QEMU's own cleanup helper
+  // the daemon's KVM holder; both in the teardown's group.
+  let vmHolders: number[] = [];
+  if (adopted) {
+    const armed = await until(`${name} armed`, () => teardownOf(d, g.pid), (v) => v?.state === 'armed');
+    vmHolders = await until(`${name}: the VM file held in the teardown group`, async () =>
+      readFileSync(`${armed!.cgroup}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).map(Number).filter((p) => fdTargets(p).includes(VM)),
+      (pids) => pids.length === 1, 10_000);
+  } else assert.equal(await teardownOf(d, g.pid), undefined, `${name} is not followed, so not armed`);
   const logAt = libvirtdLogSize();
   const helper = helpers[0];
-  if (helper) process.kill(helper, 'SIGSTOP');
+  const stopped = [...new Set([...(helper ? [helper] : []), ...vmHolders])];
+  for (const p of stopped) process.kill(p, 'SIGSTOP');
   let destroyMs: number;
+  let vmOutlivedQemu = false;
   try {
     destroyMs = await timedDestroy(c, g.dom);
+    vmOutlivedQemu = kvmDebugDirs(t, g.pid).length === 1;
   } finally {
-    if (helper) process.kill(helper, 'SIGCONT');
+    for (const p of stopped) process.kill(p, 'SIGCONT');
   }
   if (!adopted && helper) await removeLeftovers(name, helper);
-  return { ...g, helper, destroyMs, logAt };
+  return { ...g, helper, destroyMs, logAt, vmHolders, vmOutlivedQemu };
 }
 
 /** What libvirt leaves when the helper outlived its removal window: removed once the helper is gone. */
@@ -107,8 +118,8 @@ async function assertCleanAfter(name: string, logAt: number): Promise<void> {
 test('QEMU -async-teardown guest adopted from libvirt events: destroy takes at most half the time, teardown done with CPU, no cgroup left', async (t) => {
   const s = await setup(t);
   if (!s) return;
-  const plain = await startAndDestroy(s.c, s.d, `${OTHER}async`, 'async', false);
-  const adopted = await startAndDestroy(s.c, s.d, `${ADOPTED}async`, 'async', true);
+  const plain = await startAndDestroy(t, s.c, s.d, `${OTHER}async`, 'async', false);
+  const adopted = await startAndDestroy(t, s.c, s.d, `${ADOPTED}async`, 'async', true);
   t.diagnostic(`virsh destroy, 1 GiB -async-teardown guest: not adopted ${plain.destroyMs.toFixed(0)} ms, adopted ${adopted.destroyMs.toFixed(0)} ms`);
   assert.ok(adopted.destroyMs <= plain.destroyMs / 2, `adopted destroy ${adopted.destroyMs.toFixed(0)} ms <= half of ${plain.destroyMs.toFixed(0)} ms`);
   assertLibvirtWaited(plain.logAt, plain.dom.name);
@@ -120,14 +131,17 @@ test('QEMU -async-teardown guest adopted from libvirt events: destroy takes at m
   assert.equal(v!.helperPid, adopted.helper);
   assert.ok(v!.cpuUsec > 0, `teardown CPU ${v!.cpuUsec} us > 0`);
   assert.ok(v!.bytes >= MEM_MIB * 2 ** 20, `teardown freed ${v!.bytes} bytes, at least the guest's RAM`);
+  assert.notEqual(adopted.vmHolders[0], adopted.helper, "the VM file is held by the daemon's KVM holder, not by QEMU's cleanup");
+  assert.ok(adopted.vmOutlivedQemu, "the VM (its debugfs directory) outlived QEMU while the holder held it");
+  assert.equal(kvmDebugDirs(t, adopted.pid).length, 0, 'the VM is gone once the teardown is done');
   await assertCleanAfter(`${ADOPTED}async`, adopted.logAt);
 });
 
 test('shim wrapper guest adopted from libvirt events: torn down in pvteardown cgroup, destroy at most half as long, no cgroup left', async (t) => {
   const s = await setup(t);
   if (!s) return;
-  const plain = await startAndDestroy(s.c, s.d, `${OTHER}shim`, 'shim', false);
-  const adopted = await startAndDestroy(s.c, s.d, `${ADOPTED}shim`, 'shim', true);
+  const plain = await startAndDestroy(t, s.c, s.d, `${OTHER}shim`, 'shim', false);
+  const adopted = await startAndDestroy(t, s.c, s.d, `${ADOPTED}shim`, 'shim', true);
   t.diagnostic(`virsh destroy, 1 GiB shim guest: not adopted ${plain.destroyMs.toFixed(0)} ms, adopted ${adopted.destroyMs.toFixed(0)} ms`);
   assert.ok(adopted.destroyMs <= plain.destroyMs / 2, `adopted destroy ${adopted.destroyMs.toFixed(0)} ms <= half of ${plain.destroyMs.toFixed(0)} ms`);
   assertLibvirtWaited(plain.logAt, plain.dom.name);
@@ -136,6 +150,9 @@ test('shim wrapper guest adopted from libvirt events: torn down in pvteardown cg
   assert.equal(v!.strategy, 'shim');
   assert.ok(v!.cgroup.includes(s.d.cgroupRoot), `teardown cgroup ${v!.cgroup} is under ${s.d.cgroupRoot}`);
   assert.ok(v!.cpuUsec > 0, `teardown CPU ${v!.cpuUsec} us > 0 (charged to pvteardown's cgroup)`);
+  assert.deepEqual(adopted.vmHolders, [adopted.helper], "the shim's helper holds QEMU's VM file");
+  assert.ok(adopted.vmOutlivedQemu, 'the VM (its debugfs directory) outlived QEMU while the helper held it');
+  assert.equal(kvmDebugDirs(t, adopted.pid).length, 0, 'the VM is gone once the teardown is done');
   await assertCleanAfter(`${ADOPTED}shim`, adopted.logAt);
 });
 
@@ -151,7 +168,7 @@ test('pvteardown install (under --root) + enable --strategy shim: the guest runs
   const dom = await defineGuest(s.c, name, MEM_MIB, 'plain');
   const { stdout } = await run(process.execPath, [CLI, 'enable', name, '--strategy', 'shim', '--wrapper-dir', installLayout(root).wrapperDir]);
   assert.match(stdout, /enabled \(shim: emulator wrapper instead of \/usr\/bin\/qemu-system-x86_64\); takes effect at the next start/);
-  const g = await startAndDestroy(s.c, s.d, name, 'shim', true, dom);
+  const g = await startAndDestroy(t, s.c, s.d, name, 'shim', true, dom);
   t.diagnostic(`virsh destroy, 1 GiB guest through the installed wrapper, adopted: ${g.destroyMs.toFixed(0)} ms`);
   const v = await until('teardown done', () => teardownOf(s.d, g.pid), (x) => x?.state === 'done' || x?.state === 'failed', 60_000);
   assert.equal(v!.state, 'done', JSON.stringify(v));

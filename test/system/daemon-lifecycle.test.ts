@@ -15,7 +15,6 @@ import { parseStat } from '../../src/sys/proc.js';
 import { CLI, execGuest, SLOWDOWN, startTestDaemon, until, type TestDaemon, type TestDaemonOptions } from '../support/daemon.js';
 import { GUEST_MIB, isAlive, requireRoot, signalIfAlive, sleep, startFakeGuest } from '../support/system.js';
 
-const QUARTER = GUEST_MIB / 4;
 const SMALL = Math.max(8, GUEST_MIB / 128);
 const root = process.getuid?.() === 0;
 
@@ -115,7 +114,8 @@ describe('pvteardown daemon lifecycle', { concurrency: false }, () => {
   it('an mrelease teardown saves its helper: a restart neither finishes it early nor takes its helper twice', async (t) => {
     if (!requireRoot(t) || !root) return;
     const d = await daemon([]);
-    const g = await startFakeGuest({ mib: QUARTER });
+    // The whole guest size: its mrelease must outlast the poll that stops the helper.
+    const g = await startFakeGuest({ mib: GUEST_MIB });
     after(() => void g.process.kill('SIGKILL'));
     const reaping = d.ask<TeardownView>({ op: 'reap', pid: g.pid, guest: 'reaped' }).catch(() => null);
     const rows = await until('the mrelease helper started', () => d.list(), (rows) => byGuest(rows, 'reaped')?.helperPid != null, 10_000 * SLOWDOWN);
@@ -128,8 +128,10 @@ describe('pvteardown daemon lifecycle', { concurrency: false }, () => {
         return r && 'record' in r ? r.record : null;
       };
       const saved = await until('saved', stateFile, (r) => r?.helperPid === helper || (r === null && !isAlive(helper)), 5000 * SLOWDOWN);
-      if (saved === null) {
-        t.diagnostic('the mrelease helper finished before it could be stopped: nothing to restart over');
+      if (saved === null || !isAlive(helper)) {
+        const why = 'the mrelease helper finished before it could be stopped: nothing to restart over (a machine this fast needs a bigger PVTEARDOWN_TEST_MIB)';
+        process.stderr.write(`SKIPPED ${t.name}: ${why}\n`);
+        t.skip(why);
         return;
       }
       assert.equal(saved.helperStart, startTime(helper), 'with its start time');
