@@ -1,14 +1,14 @@
 #!/bin/bash
 # Boots the s390x kernel under TCG with the given initrd, streams the console, and turns the
 # guest's markers into the stage's verdict. Usage: boot.sh INITRD
-# Env: PVTD_S390X_TIMEOUT (s, host side, default 580: the stage stays under 10 minutes), PVTD_S390X_MEM (MiB, default 2048),
+# Env: PVTD_S390X_TIMEOUT (s, host side, default 1200: the guest needs ~10-13 minutes), PVTD_S390X_MEM (MiB, default 2048),
 #      PVTD_S390X_SMP (default 2: with one vCPU the process timing a kill competes with the
 #      helper tearing down, and the shim's kill-to-exit ratio collapses), PVTD_S390X_APPEND (extra)
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 initrd=${1:?usage: boot.sh INITRD}
-host_timeout=${PVTD_S390X_TIMEOUT:-580}
+host_timeout=${PVTD_S390X_TIMEOUT:-1200}
 # The guest stops node earlier so the summary still reaches the console.
 guest_timeout=$(( host_timeout > 120 ? host_timeout - 60 : host_timeout ))
 log=$PVTD_S390X_BUILD/console.log

@@ -35,6 +35,7 @@ describe('pvteardown CLI against a daemon', { concurrency: false }, () => {
     assert.ok(row.memoryLeftBytes >= 120 * 2 ** 20, 'an armed guest\'s memory is what its teardown will free');
     assert.match(cli('list').stdout, /^ID +GUEST +PID +HELPER +STRATEGY +STATE/);
     assert.match(cli('status').stdout, /^teardowns +1 armed/m);
+    assert.match(cli('status').stdout, /^storage +ok \(/m);
 
     process.kill(pid, 'SIGKILL');
     const waited = cli('wait', 'shown');

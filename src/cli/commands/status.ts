@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import type { StatusView, TeardownView } from '../../protocol/api.js';
 import { askDaemon } from '../ask-daemon.js';
-import { bytes, printJson, seconds, table } from '../format.js';
+import { bytes, printJson, seconds, table, visible } from '../format.js';
 import { globals } from '../global-options.js';
 
 export function registerStatus(program: Command): void {
@@ -22,6 +22,15 @@ export function registerStatus(program: Command): void {
       );
       console.log(`kernel      pidfd ${yes(k.pidfd)}, process_mrelease ${yes(k.processMrelease)}, process_mmput_async ${yes(k.mmputAsync)}, clone3 ${yes(k.clone3)}`);
       console.log(`teardowns   ${Object.entries(s.counts).map(([state, n]) => `${n} ${state}`).join(', ')}; ${bytes(s.pendingBytes)} pending`);
+      const st = s.storage;
+      const faults = st.unjournaled + st.unsavedStateFiles + st.corruptStateFiles.length;
+      console.log(
+        faults === 0
+          ? `storage     ok (${s.daemon.stateDir})`
+          : `storage     ${st.unjournaled} journal lines and ${st.unsavedStateFiles} state files not yet written (retried every second), ` +
+              `${st.corruptStateFiles.length} state files set aside${st.corruptStateFiles.length ? ` (${st.corruptStateFiles.map(visible).join(', ')})` : ''}` +
+              `${st.lastError ? `; last error: ${visible(st.lastError)}` : ''}`,
+      );
     });
 
   program
