@@ -9,6 +9,7 @@ import { join, dirname } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CgroupFsError, detectHostLayout, openCgroups, type CgroupBackend } from '../../src/cgroup/index.js';
+import { nativePath } from '../../src/paths.js';
 
 function whyNot(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root: creates cgroups and moves processes into them';
@@ -158,9 +159,14 @@ if (skip) {
     assert.equal(readFileSync(join(cg.paths[0]!, 'confined', 'pids.max'), 'utf8').trim(), '0');
     const fork = inGroup('/bin/true');
     assert.notEqual(fork.status, 0, 'no new process in a confined group');
-    const open = inGroup('exec head -c1 /dev/zero');
-    assert.notEqual(open.status, 0, 'no device in a confined group');
-    assert.match(open.stderr, /Operation not permitted/);
+    // A kernel without bpf(2) restricts devices in no v2 group (the VM's neither): nothing to keep.
+    if (spawnSync(nativePath('pvteardown-deny-devices'), [join(cg.paths[0]!, 'confined')]).status === 3) {
+      t.diagnostic('this kernel has no bpf(2): no cgroup v2 group restricts devices here');
+    } else {
+      const open = inGroup('exec head -c1 /dev/zero');
+      assert.notEqual(open.status, 0, 'no device in a confined group');
+      assert.match(open.stderr, /Operation not permitted/);
+    }
     cg.remove('confined');
   });
 

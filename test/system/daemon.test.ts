@@ -173,7 +173,7 @@ describe('pvteardown daemon', { concurrency: false }, () => {
     assert.ok(limit, 'a memory controller for the decoy');
     writeFileSync(limit, String(64 * MiB));
     // An unprivileged user can do this: printf is dash's builtin, so /proc/self is the shell.
-    const decoy = spawn('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', 'sh', '-c', 'printf pvtd/4242 >/proc/self/comm; sleep 600; true'], { stdio: 'ignore' });
+    const decoy = spawn('/bin/sh', ['-c', 'printf pvtd/4242 >/proc/self/comm; sleep 600; true'], { stdio: 'ignore', uid: 65534, gid: 65534 });
     after(() => void decoy.kill('SIGKILL'));
     cg.addProcess('decoy', decoy.pid!);
     await until('the decoy named itself', async () => readFileSync(`/proc/${decoy.pid}/comm`, 'utf8').trim(), (c) => c === 'pvtd/4242', 5000 * SLOWDOWN);
