@@ -65,7 +65,9 @@ describe('pvteardown daemon', { concurrency: false }, () => {
     for (const n of names) {
       const r = byGuest(rows, n)!;
       t.diagnostic(`${n}: cpu ${r.cpuUsec} us (plain teardown ${plainUsec} us), ${r.bytes} bytes, cleared in ${Date.parse(r.finishedAt!) - Date.parse(r.exitedAt!)} ms`);
-      assert.ok(r.cpuUsec >= plainUsec * 0.5 && r.cpuUsec <= plainUsec * 2, `${n}: cpuUsec ${r.cpuUsec} not close to ${plainUsec}`);
+      // Under emulation (TCG) the same teardown's CPU time varies 2-3x from run to run.
+      const band = SLOWDOWN > 1 ? 4 : 2;
+      assert.ok(r.cpuUsec >= plainUsec / band && r.cpuUsec <= plainUsec * band, `${n}: cpuUsec ${r.cpuUsec} not within ${band}x of ${plainUsec}`);
       assert.ok(r.bytes >= 0.9 * HALF * MiB, `${n}: recorded ${r.bytes} bytes`);
       assert.equal(r.memoryLeftBytes, 0);
     }
