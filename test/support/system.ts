@@ -171,19 +171,27 @@ export async function waitExit(pid: number, timeoutMs = 30000): Promise<void> {
 }
 
 /** A zombie: a child that its parent (an exec'd sleep) never waits for. `parent` kills the parent,
- * and with it the zombie. */
+ * and with it the zombie. The child lives on for a while first: a shell reaps a child that ends
+ * before the shell has exec'd (dash does, when its SIGCHLD comes first; slow under emulation). */
 export async function spawnZombie(): Promise<{ pid: number; parent: ChildProcess }> {
-  const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 1000'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const parent = spawn('sh', ['-c', 'sleep 1 & echo $!; exec sleep 1000'], { stdio: ['ignore', 'pipe', 'ignore'] });
   const pid = Number((await createInterface({ input: parent.stdout! })[Symbol.asyncIterator]().next()).value);
-  for (let i = 0; i < 500; i++) {
-    if (parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).state === 'Z') return { pid, parent };
+  const slowdown = Number(process.env.PVTEARDOWN_TEST_SLOWDOWN ?? 1);
+  const deadline = Date.now() + 10_000 * slowdown;
+  while (Date.now() < deadline) {
+    let state: string;
+    try {
+      state = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).state;
+    } catch {
+      break;
+    }
+    if (state === 'Z') return { pid, parent };
     await new Promise((r) => setTimeout(r, 10));
   }
   parent.kill('SIGKILL');
-  throw new Error(`pid ${pid} did not become a zombie within 5 s`);
+  throw new Error(`pid ${pid} did not become a zombie within ${10 * slowdown} s (its shell reaped it before exec'ing)`);
 }
 
-/** Sends `signal` unless `pid` is already gone: a helper that was let go may have finished. */
 export function signalIfAlive(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(pid, signal);
