@@ -15,8 +15,8 @@ stage() { printf '\n=== %s (at %ss)\n' "$1" "$(( $(date +%s) - started ))"; }
 failed_stages=()
 run() {
   local name=$1; shift
-  "$@" 2>&1 | tee "$logs/$name"
-  local rc=${PIPESTATUS[0]}
+  local rc=0
+  "$@" 2>&1 | tee "$logs/$name" || rc=${PIPESTATUS[0]}
   ((rc == 0)) || failed_stages+=("$name (exit $rc)")
 }
 

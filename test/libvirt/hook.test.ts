@@ -273,7 +273,9 @@ test('installed hook under a restarted libvirtd: -async-teardown guest armed at 
   assert.ok(v!.bytes >= MEM_MIB * 2 ** 20, `teardown freed ${v!.bytes} bytes`);
   t.diagnostic(`teardown: ${v!.cpuUsec} us CPU, ${(v!.bytes / 2 ** 20).toFixed(0)} MiB, armed->finished ${Date.parse(v!.finishedAt!) - Date.parse(v!.armedAt)} ms`);
   // `stopped end` and `release end` both report the exit; they need not come before destroy returns.
-  await until('the stopped and release hook calls', async () => s.tap.of(name), (ops) => ops.length >= 4, 10_000);
+  // A call shows in the tap when it arrives, its reply when the daemon has answered.
+  await until('the stopped and release hook calls, answered', async () => s.tap.calls.filter((x) => x.guest === name),
+    (calls) => calls.length >= 4 && calls.every((c) => c.reply.includes('\n')), 10_000);
   assert.deepEqual(s.tap.of(name), ['admit', 'arm', 'exited', 'exited']);
   for (const c of s.tap.calls.filter((x) => x.guest === name)) assert.match(c.reply, /"ok":true/, `the daemon answered the hook's ${c.op}: ${c.reply}`);
   // All went well: the hook said nothing (a line is for faults and protected guests).
