@@ -77,6 +77,8 @@ t1=$(date +%s)
 # initramfs: busybox, node with its libraries at their host paths, project
 stage=$(mktemp -d /var/tmp/pvtd-initramfs.XXXXXX)
 trap 'rm -rf "$stage"' EXIT
+# mktemp makes it 0700 and it becomes the VM's /: tests that run as nobody must reach /bin.
+chmod 755 "$stage"
 mkdir -p "$stage"/{bin,dev,proc,sys,tmp,etc,root,pvtd,project/mmput-async}
 cp /bin/busybox "$stage/bin/busybox"
 cp "$here/init" "$stage/init"
