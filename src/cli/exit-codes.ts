@@ -1,0 +1,30 @@
+// The exit statuses every pvteardown command shares (man page "EXIT STATUS", README). Scripts
+// branch on them as on systemctl's and virsh's: a daemon that is not there is not a guest that is
+// not there, and neither is a teardown that failed.
+export const EXIT = {
+  /** Done as asked. */
+  OK: 0,
+  /** The operation failed (a teardown failed, a check failed, the daemon refused). */
+  FAILED: 1,
+  /** Bad arguments, options or config: nothing was done. */
+  USAGE: 2,
+  /** A bounded wait ran out (wait --timeout, the daemon did not answer in time). */
+  TIMEOUT: 3,
+  /** No such guest or teardown. */
+  NOT_FOUND: 4,
+  /** No daemon answers on the socket. */
+  UNREACHABLE: 5,
+} as const;
+
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+/** An error that ends the command with a given status (the message is its one line). */
+export class ExitError extends Error {
+  override name = 'ExitError';
+  constructor(
+    message: string,
+    readonly exitCode: ExitCode,
+  ) {
+    super(message);
+  }
+}
