@@ -53,7 +53,7 @@ describe('pvteardown daemon metrics', { concurrency: false }, () => {
     for (const d of daemons) await d.cleanup();
   });
 
-  it(`after a ${GUEST} MiB teardown: every series, also with a query string, accepted by promtool, kept over a restart`, async (t) => {
+  it(`after a ${GUEST} MiB teardown and a fallback: every series, also with a query string, accepted by promtool, kept over a restart`, async (t) => {
     if (!requireRoot(t)) return;
     const d = await startTestDaemon(['--metrics', '127.0.0.1:0', '--cpu', '40', '--max-concurrent', '3']);
     daemons.push(d);
@@ -62,6 +62,16 @@ describe('pvteardown daemon metrics', { concurrency: false }, () => {
     process.kill(g.pid, 'SIGKILL');
     const rows = await until('done', () => d.list(), (rows) => rows.some((r) => r.guest === 'metered' && r.state === 'done'));
     const done = rows.find((r) => r.guest === 'metered')!;
+    // A helper gone before its guest: the guest frees its own memory, a fallback.
+    const o = await execGuest(d, 'orphan', 64);
+    const armed = await until('armed', () => d.list(), (rows) => rows.some((r) => r.guest === 'orphan' && r.state === 'armed'));
+    process.kill(armed.find((r) => r.guest === 'orphan')!.helperPid!, 'SIGKILL');
+    await until('the helper loss noticed', async () => d.log(), (l) => /helper exited before its guest/.test(l));
+    process.kill(o.pid, 'SIGKILL');
+    const finished = await until('fallback', () => d.list(), (rows) => rows.some((r) => r.guest === 'orphan' && r.finishedAt !== null));
+    const orphan = finished.find((r) => r.guest === 'orphan')!;
+    assert.equal(orphan.state, 'fallback');
+    const seconds = [done, orphan].map((r) => (Date.parse(r.finishedAt!) - Date.parse(r.exitedAt!)) / 1000);
 
     const url = metricsUrl(d);
     const plain = await fetch(url);
@@ -77,20 +87,22 @@ describe('pvteardown daemon metrics', { concurrency: false }, () => {
     assert.ok(sample(text, 'process_resident_memory_bytes') > 0);
     assert.ok(text.includes('\nnodejs_heap_size_used_bytes '), 'the Node.js runtime series');
     assert.equal(sample(text, 'pvteardown_teardowns{state="done"}'), 1);
+    assert.equal(sample(text, 'pvteardown_teardowns{state="fallback"}'), 1);
     assert.equal(sample(text, 'pvteardown_teardowns_finished_total{outcome="done"}'), 1);
-    assert.equal(sample(text, 'pvteardown_teardowns_finished_total{outcome="fallback"}'), 0);
+    assert.equal(sample(text, 'pvteardown_teardowns_finished_total{outcome="fallback"}'), 1);
     assert.equal(sample(text, 'pvteardown_teardowns_finished_total{outcome="failed"}'), 0);
-    assert.equal(sample(text, 'pvteardown_teardown_duration_seconds_count'), 1);
-    const seconds = (Date.parse(done.finishedAt!) - Date.parse(done.exitedAt!)) / 1000;
-    assert.ok(Math.abs(sample(text, 'pvteardown_teardown_duration_seconds_sum') - seconds) < 0.001, `duration sum vs ${seconds} s in list`);
-    assert.equal(sample(text, 'pvteardown_teardown_duration_seconds_bucket{le="3600"}'), seconds <= 3600 ? 1 : 0);
-    assert.equal(sample(text, 'pvteardown_teardown_size_bytes_count'), 1);
-    assert.equal(sample(text, 'pvteardown_teardown_size_bytes_sum'), done.bytes);
+    assert.equal(sample(text, 'pvteardown_teardown_duration_seconds_count'), 2);
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    assert.ok(Math.abs(sample(text, 'pvteardown_teardown_duration_seconds_sum') - sum(seconds)) < 0.001, `duration sum vs ${seconds.join(' + ')} s in list`);
+    assert.equal(sample(text, 'pvteardown_teardown_duration_seconds_bucket{le="3600"}'), seconds.filter((x) => x <= 3600).length);
+    assert.equal(sample(text, 'pvteardown_teardown_duration_seconds_bucket{le="+Inf"}'), 2);
+    assert.equal(sample(text, 'pvteardown_teardown_size_bytes_count'), 2);
+    assert.equal(sample(text, 'pvteardown_teardown_size_bytes_sum'), done.bytes + orphan.bytes);
     assert.ok(done.bytes >= GUEST * MiB, `the guest's ${GUEST} MiB cleared; recorded ${done.bytes}`);
-    assert.equal(sample(text, `pvteardown_teardown_size_bytes_bucket{le="${4 * 2 ** 40}"}`), 1);
-    assert.equal(sample(text, 'pvteardown_teardown_size_bytes_bucket{le="67108864"}'), 0);
-    assert.equal(sample(text, 'pvteardown_teardown_bytes_total'), done.bytes);
-    assert.equal(sample(text, 'pvteardown_teardown_cpu_seconds_total'), done.cpuUsec / 1e6);
+    assert.equal(sample(text, `pvteardown_teardown_size_bytes_bucket{le="${4 * 2 ** 40}"}`), 2);
+    assert.equal(sample(text, `pvteardown_teardown_size_bytes_bucket{le="${GUEST * MiB}"}`), [done, orphan].filter((r) => r.bytes <= GUEST * MiB).length);
+    assert.equal(sample(text, 'pvteardown_teardown_bytes_total'), done.bytes + orphan.bytes);
+    assert.ok(Math.abs(sample(text, 'pvteardown_teardown_cpu_seconds_total') - (done.cpuUsec + orphan.cpuUsec) / 1e6) < 1e-6);
     assert.equal(sample(text, 'pvteardown_memory_pending_bytes'), 0);
     assert.equal(sample(text, 'pvteardown_boosted'), 0);
     for (const storage of ['pvteardown_journal_backlog', 'pvteardown_state_files_unsaved', 'pvteardown_state_files_corrupt']) assert.equal(sample(text, storage), 0, storage);
@@ -132,8 +144,9 @@ describe('pvteardown daemon metrics', { concurrency: false }, () => {
     await d.restart();
     const restarted = await (await fetch(metricsUrl(d))).text();
     assert.equal(sample(restarted, 'pvteardown_teardowns_finished_total{outcome="done"}'), 1);
-    assert.equal(sample(restarted, 'pvteardown_teardown_duration_seconds_count'), 1);
-    assert.equal(sample(restarted, 'pvteardown_teardown_size_bytes_sum'), done.bytes);
+    assert.equal(sample(restarted, 'pvteardown_teardowns_finished_total{outcome="fallback"}'), 1);
+    assert.equal(sample(restarted, 'pvteardown_teardown_duration_seconds_count'), 2);
+    assert.equal(sample(restarted, 'pvteardown_teardown_size_bytes_sum'), done.bytes + orphan.bytes);
   });
 
   it('serves /metrics only, to GET and HEAD only; a bad --metrics address is refused naming it', async (t) => {
