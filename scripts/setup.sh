@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes a fresh Debian machine ready to build and run pvteardown: the C toolchain from Debian,
-# the npm dependencies from the lock file, then the build (native/ with make, src/ with tsc).
+# the npm dependencies from the lock file, then the build (native/ with make, src/ with tsc), and
+# promtool for the metrics test (scripts/fetch-promtool.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,3 +15,5 @@ if ((${#missing[@]})); then
 fi
 # npm ci runs the prepare script, which builds.
 npm ci --no-audit --no-fund --loglevel=error
+# promtool, the Prometheus parser the metrics test checks the daemon's output with.
+bash scripts/fetch-promtool.sh

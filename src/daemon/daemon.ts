@@ -143,7 +143,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     }
   };
   const server = await serveSocket(opts.socket, handle, { log: (message) => log.warn(message) });
-  const metrics: Server | undefined = opts.metrics ? await serveMetrics(ctx, opts.metrics) : undefined;
+  const metrics: Server | undefined = opts.metrics ? await serveMetrics(ctx, opts.metrics, VERSION) : undefined;
   const libvirt =
     opts.libvirtUri === null || opts.libvirtUri === undefined
       ? null

@@ -39,6 +39,8 @@ export class Journal {
   /** Entries not yet on disk, oldest first. */
   private readonly backlog: JournalEntry[] = [];
   lastError: string | null = null;
+  /** Told of every entry as it reaches the disk (not of those read at start: entries() has them). */
+  onWritten: (entry: JournalEntry) => void = () => undefined;
 
   constructor(
     stateDir: string,
@@ -97,6 +99,7 @@ export class Journal {
       this.backlog.shift();
       this.count(entry);
       this.lastError = null;
+      this.onWritten(entry);
     }
   }
 

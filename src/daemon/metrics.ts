@@ -1,42 +1,44 @@
-// Prometheus text metrics on a local address, when asked for (--metrics HOST:PORT).
+// Prometheus metrics on a local address, when asked for (--metrics HOST:PORT): any query string
+// (scrape configs with params: add one), GET and HEAD only. The series are in metrics-series.ts,
+// loaded only when metrics are asked for: every CLI run (the libvirt hook's too) imports this file.
 import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { DaemonContext } from './context.js';
-import { pendingBytes } from './pending-memory.js';
 
-export function renderMetrics(ctx: DaemonContext): string {
-  const lines: string[] = [];
-  const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
-  };
-  const counts = ctx.registry.counts();
-  metric('pvteardown_teardowns', 'gauge', 'Teardowns known to the daemon, by state.',
-    Object.entries(counts).map(([state, n]) => [`{state="${state}"}`, n]));
-  metric('pvteardown_memory_pending_bytes', 'gauge', 'Memory of exited guests not yet cleared.', [['', pendingBytes(ctx)]]);
-  const totals = ctx.journal.totals;
-  metric('pvteardown_teardowns_finished_total', 'counter', 'Teardowns recorded in the journal.', [['', totals.teardowns]]);
-  metric('pvteardown_teardown_cpu_seconds_total', 'counter', 'CPU spent by finished teardowns (journal).', [['', totals.cpuUsec / 1e6]]);
-  metric('pvteardown_teardown_bytes_total', 'counter', 'Memory cleared by finished teardowns (journal).', [['', totals.bytes]]);
-  const storage = ctx.registry.storage();
-  metric('pvteardown_journal_backlog', 'gauge', 'Finished teardowns whose journal line the state dir has not taken yet (retried every second).', [['', storage.unjournaled]]);
-  metric('pvteardown_state_files_unsaved', 'gauge', 'Teardowns whose state file could not be written (retried every second).', [['', storage.unsavedStateFiles]]);
-  metric('pvteardown_state_files_corrupt', 'gauge', 'State files set aside at start because they could not be read.', [['', storage.corruptStateFiles.length]]);
-  metric('pvteardown_boosted', 'gauge', '1 while the CPU budget is lifted.', [['', ctx.pacer.boosted ? 1 : 0]]);
-  return lines.join('\n') + '\n';
+/** HOST:PORT (port 0: any free one, logged), [v6]:PORT; checked before the daemon touches anything. */
+export function metricsAddress(address: string): { host: string; port: number } {
+  const m = /^(.+):(\d+)$/.exec(address);
+  if (!m || Number(m[2]) > 65535) throw new Error(`--metrics '${address}' is not HOST:PORT (e.g. 127.0.0.1:9477)`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
 }
 
-export function serveMetrics(ctx: DaemonContext, address: string): Promise<Server> {
-  const m = /^(.+):(\d+)$/.exec(address);
-  if (!m) throw new Error(`--metrics '${address}' is not HOST:PORT (e.g. 127.0.0.1:9477)`);
+export async function serveMetrics(ctx: DaemonContext, address: string, version: string): Promise<Server> {
+  const { host, port } = metricsAddress(address);
+  const { createMetrics } = await import('./metrics-series.js');
+  const register = createMetrics(ctx, version);
   const server = createServer((req, res) => {
-    if (req.url !== '/metrics') {
-      res.writeHead(404).end('only /metrics here\n');
+    if ((req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('only /metrics here\n');
       return;
     }
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(renderMetrics(ctx));
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { 'content-type': 'text/plain', allow: 'GET, HEAD' }).end(`${req.method} is not served here: only GET and HEAD\n`);
+      return;
+    }
+    register.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': register.contentType }).end(text),
+      (err: unknown) => {
+        ctx.log.warn({ err: String(err) }, 'metrics could not be collected');
+        res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics could not be collected: ${String(err)}\n`);
+      },
+    );
   });
-  return new Promise((resolve, reject) => {
+  await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(Number(m[2]), m[1]!.replace(/^\[|\]$/g, ''), () => resolve(server));
+    server.listen(port, host, () => resolve());
   });
+  const bound = server.address() as AddressInfo;
+  const shown = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
+  ctx.log.info({ metrics: `http://${shown}:${bound.port}/metrics` }, 'serving metrics');
+  return server;
 }

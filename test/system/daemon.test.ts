@@ -259,23 +259,6 @@ describe('pvteardown daemon', { concurrency: false }, () => {
     await until('both done', () => d.list(), allDone(['f1', 'f2']));
   });
 
-  it('serves Prometheus metrics on a local address', async (t) => {
-    if (!requireRoot(t) || !root) return;
-    const port = 20000 + Math.floor(Math.random() * 20000);
-    const d = await daemon(['--metrics', `127.0.0.1:${port}`]);
-    const g = await execGuest(d, 'metered', QUARTER);
-    await until('armed', () => d.list(), (rows) => byGuest(rows, 'metered')?.state === 'armed');
-    process.kill(g.pid, 'SIGKILL');
-    await until('done', () => d.list(), allDone(['metered']));
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    assert.match(text, /^pvteardown_teardowns\{state="done"\} 1$/m);
-    assert.match(text, /^pvteardown_teardowns_finished_total 1$/m);
-    const bytes = Number(/^pvteardown_teardown_bytes_total (\d+)$/m.exec(text)?.[1]);
-    assert.ok(bytes >= 0.8 * QUARTER * MiB, `bytes ${bytes}`);
-    assert.match(text, /^pvteardown_teardown_cpu_seconds_total 0\.\d+$/m);
-    assert.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404);
-  });
-
   it('attach with strategy mmput-async on a kernel without the syscall: the ENOSYS explanation, nothing armed', async (t) => {
     if (!requireRoot(t) || !root) return;
     const probe = await helperJson<{ mmputAsync: { present: boolean } }>(['probe', '--mmput-async-nr', '1000']);

@@ -1,6 +1,7 @@
 // `pvteardown daemon`: the foreground service (a service unit or the test harness runs it).
 import type { Command } from 'commander';
 import { DEFAULT_LIMITS, startDaemon } from '../../daemon/daemon.js';
+import { metricsAddress } from '../../daemon/metrics.js';
 import { globals, wholeNumber } from '../global-options.js';
 
 interface DaemonFlags {
@@ -44,7 +45,7 @@ export function registerDaemon(program: Command): void {
     .option('--reserve-mib <n>', 'memory kept free when admitting a guest', wholeNumber('--reserve-mib', 0, 1 << 24), DEFAULT_LIMITS.reserveBytes / 2 ** 20)
     .option('--psi-boost <avg10|off>', "boost teardowns while PSI memory 'some avg10' is above this percentage", (v: string) =>
       v === 'off' ? 'off' : wholeNumber('--psi-boost', 1, 100)(v), DEFAULT_LIMITS.psiBoostThreshold ?? 'off')
-    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (any query string)', (v: string) => (metricsAddress(v), v))
     .option('--mmput-async-nr <n>', 'syscall number of process_mmput_async on this kernel (env PVTEARDOWN_MMPUT_ASYNC_NR); enables that strategy', wholeNumber('--mmput-async-nr', 0, 4095))
     .option('--libvirt', "follow libvirt's lifecycle events: arm guests that start with a helper, queue those that stop, reconcile at every (re)connect; a missing libvirtd is waited for (URI: -c, LIBVIRT_DEFAULT_URI or qemu:///system)")
     .option('--libvirt-uri <uri>', 'as --libvirt, with this libvirt URI')
