@@ -58,7 +58,9 @@ export function readConfig(file: string, required: boolean): ConfigFile {
   return { path: file, found: true, values: parseConfig(text, file) };
 }
 
-/** Built-in defaults, under the file's values, under the flags given. */
+/** Built-in defaults, under the file's values, under the flags given. In each, a libvirt URI
+ * means following libvirt unless libvirt is set false there too. */
 export function mergeSettings(file: Partial<DaemonSettings>, flags: Partial<DaemonSettings>): DaemonSettings {
-  return { ...DEFAULT_SETTINGS, ...file, ...flags };
+  const implied = (v: Partial<DaemonSettings>) => (v['libvirt-uri'] !== undefined && v.libvirt === undefined ? { ...v, libvirt: true } : v);
+  return { ...DEFAULT_SETTINGS, ...implied(file), ...implied(flags) };
 }

@@ -128,7 +128,7 @@ export const KEYS: readonly KeyDef[] = [
     fromFile: (v) => (typeof v === 'boolean' ? v : undefined),
     fromFlag: () => true,
   } satisfies KeyDef<'libvirt'>,
-  text('libvirt-uri', 'a libvirt URI', (s) => s !== '', { arg: 'uri', default: null, example: 'qemu:///system', live: false, help: 'as libvirt, with this libvirt URI' }),
+  text('libvirt-uri', 'a libvirt URI', (s) => s !== '', { arg: 'uri', default: null, example: 'qemu:///system', live: false, help: 'the libvirt URI to follow; implies libvirt unless that is set false in the same place (file or flags)' }),
   text('libvirt-prefix', 'a domain name prefix', (s) => s !== '', { arg: 'p', default: null, example: 'prod-', live: false, help: 'with libvirt: follow only domains whose name starts with this' }),
   oneOf('log-level', LOG_LEVELS, { arg: 'level', default: 'info', live: true, help: 'log lines below this level are not written' }),
 ];

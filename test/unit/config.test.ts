@@ -67,6 +67,10 @@ describe('config file', () => {
     assert.equal(s.cpu, 70);
     assert.equal(s['max-concurrent'], 3);
     assert.equal(s['reserve-mib'], DEFAULT_SETTINGS['reserve-mib']);
+    assert.equal(mergeSettings({ 'libvirt-uri': 'qemu:///system' }, {}).libvirt, true, 'a URI means following libvirt');
+    assert.equal(mergeSettings({ 'libvirt-uri': 'qemu:///system' }, { libvirt: false }).libvirt, false, '--no-libvirt wins');
+    assert.equal(mergeSettings({ libvirt: false }, { 'libvirt-uri': 'qemu:///system' }).libvirt, true, '--libvirt-uri wins over the file');
+    assert.equal(mergeSettings({ libvirt: false, 'libvirt-uri': 'qemu:///system' }, {}).libvirt, false);
     assert.deepEqual(limitsOf(mergeSettings({}, {})), { maxConcurrent: 2, cpuPercent: null, maxFreezeSeconds: 300, admissionTimeoutSeconds: 30, admissionPolicy: 'warn', reserveBytes: 512 * 2 ** 20, psiBoostThreshold: 10 });
   });
 

@@ -103,7 +103,7 @@ export function registerDaemon(program: Command): void {
       ...(running.metrics ? { metrics: running.metrics } : {}),
       log,
       // Off unless asked: daemons of unrelated tests share this host's libvirtd and must not adopt its guests.
-      libvirtUri: running.libvirt || running['libvirt-uri'] ? (running['libvirt-uri'] ?? globals(cmd).connect ?? '') : null,
+      libvirtUri: running.libvirt ? (running['libvirt-uri'] ?? globals(cmd).connect ?? '') : null,
       ...(running['libvirt-prefix'] ? { libvirtPrefix: running['libvirt-prefix'] } : {}),
       limits: limitsOf(running),
     });
