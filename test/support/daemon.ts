@@ -43,6 +43,8 @@ export interface TestDaemonOptions {
   cgroupRoot?: string;
   /** Added to the daemon's environment (e.g. PVTEARDOWN_BOOT_ID). */
   env?: NodeJS.ProcessEnv;
+  /** false: no --config (the daemon reads the default file, if any). */
+  emptyConfig?: boolean;
 }
 
 /** Memory pressure from other work on the machine must not boost a test's teardowns: --psi-boost off.
@@ -53,7 +55,7 @@ export async function startTestDaemon(flags: string[] = [], opts: TestDaemonOpti
   flags = [...(flags.includes('--psi-boost') ? [] : ['--psi-boost', 'off']), ...flags];
   const dir = mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
   const socket = path.join(dir, 'pvteardown.sock');
-  if (!flags.includes('--config')) {
+  if (!flags.includes('--config') && opts.emptyConfig !== false) {
     const config = path.join(dir, 'empty.conf');
     writeFileSync(config, '');
     flags = [...flags, '--config', config];

@@ -11,6 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { openCgroups } from '../../src/cgroup/index.js';
+import { DEFAULT_CONFIG } from '../../src/config/load.js';
+import { DEFAULT_SETTINGS, limitsOf } from '../../src/config/schema.js';
 import type { AdmitResult, Limits, StatusView } from '../../src/protocol/api.js';
 import { request } from '../../src/protocol/client.js';
 import { CLI, SLOWDOWN, startTestDaemon, until, type TestDaemon } from '../support/daemon.js';
@@ -61,6 +63,22 @@ describe('pvteardown daemon --config, SIGHUP and the log', { concurrency: false 
     assert.equal(d.cgroups.cpuLimit(), 70, "the flag's budget is on the cgroup root");
     assert.match(d.log(), /cpu: the command line's 70 wins over 40 in /);
     assert.match(d.log(), new RegExp(`config read from ${conf.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  });
+
+  it('without --config and no default file: built-in defaults, said in the log; a SIGHUP keeps them', async (t) => {
+    if (!requireRoot(t) || !root) return;
+    if (existsSync(DEFAULT_CONFIG)) {
+      const why = `this host has ${DEFAULT_CONFIG}, which a daemon without --config would read`;
+      process.stderr.write(`SKIPPED ${t.name}: ${why}\n`);
+      return t.skip(why);
+    }
+    const d = await startTestDaemon(['--max-concurrent', '5'], { prefix: 'pvteardown-config', emptyConfig: false });
+    daemons.push(d);
+    assert.match(d.log(), /no config file at \/etc\/pvteardown\/pvteardown\.conf: built-in defaults and flags/);
+    assert.deepEqual({ ...(await status(d)).limits }, { ...limitsOf(DEFAULT_SETTINGS), maxConcurrent: 5, psiBoostThreshold: null });
+    await hangup(d, 1);
+    assert.deepEqual({ ...(await status(d)).limits }, { ...limitsOf(DEFAULT_SETTINGS), maxConcurrent: 5, psiBoostThreshold: null });
+    assert.match(d.log(), /config reloaded from \/etc\/pvteardown\/pvteardown\.conf/);
   });
 
   it('a bad file, or a named file that is not there: one line naming file, key, value and what is valid, exit 2, nothing started', (t) => {
