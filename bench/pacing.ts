@@ -379,7 +379,7 @@ async function main() {
           .log()
           .slice(logFrom)
           .split('\n')
-          .filter((line) => /^\{"level":[4-6]0,/.test(line)),
+          .filter((line) => /^\{"level":"(warn|error|fatal)",/.test(line)),
         samples,
       };
       if (strayed) run.strayed = strayed;

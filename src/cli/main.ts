@@ -14,6 +14,7 @@ import { registerInstall } from './commands/install.js';
 import { registerLimits } from './commands/limits.js';
 import { registerStatus } from './commands/status.js';
 import { registerWait } from './commands/wait.js';
+import { ExitError } from './exit-codes.js';
 import { visible } from './format.js';
 import { DEFAULT_SOCKET, withGlobalOptions } from './global-options.js';
 
@@ -66,7 +67,7 @@ async function main(argv: string[]): Promise<void> {
   } catch (err) {
     if (err instanceof CommanderError) process.exit(err.exitCode);
     process.stderr.write(`pvteardown: ${visible(err instanceof Error ? err.message : String(err))}\n`);
-    process.exit(1);
+    process.exit(err instanceof ExitError ? err.exitCode : 1);
   }
 }
 

@@ -3,7 +3,8 @@
 // wires together (lifecycle, pacing, admission); this file only connects them to the outside.
 import { mkdirSync, realpathSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { DEFAULT_SETTINGS, limitsOf } from '../config/schema.js';
 import { openCgroups } from '../cgroup/index.js';
 import { openSys } from '../sys/index.js';
 import { admit } from './admission.js';
@@ -15,6 +16,8 @@ import type { Teardown } from './teardown.js';
 import { FreezeWatchdog } from './freeze-watchdog.js';
 import { InstanceLocks } from './instance-lock.js';
 import { Journal } from './journal.js';
+import { changeLimits } from './limits-change.js';
+import { daemonLogger } from './log.js';
 import { currentBootId, Lifecycle } from './lifecycle.js';
 import { watchLibvirt } from './libvirt-watch.js';
 import { memoryPressure } from './memory.js';
@@ -42,25 +45,19 @@ export interface DaemonOptions {
   libvirtPrefix?: string;
 }
 
-export const DEFAULT_LIMITS: Limits = {
-  maxConcurrent: 2,
-  cpuPercent: null,
-  maxFreezeSeconds: 300,
-  admissionTimeoutSeconds: 30,
-  admissionPolicy: 'warn',
-  reserveBytes: 512 * 2 ** 20,
-  psiBoostThreshold: 10,
-};
+export const DEFAULT_LIMITS: Limits = limitsOf(DEFAULT_SETTINGS);
 
 const TICK_MS = 1000;
 
 export interface RunningDaemon {
   ctx: DaemonContext;
+  /** Changes the limits `next` sets, as the `limits` request does; returns those that changed. */
+  setLimits(next: Partial<Limits>, by: string): (keyof Limits)[];
   stop(): Promise<void>;
 }
 
 export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
-  const log = opts.log ?? pino({ name: 'pvteardown' });
+  const log = opts.log ?? daemonLogger('info');
   const bootId = currentBootId();
   mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
   const cgroups = openCgroups(opts.cgroupRoot ? { rootName: opts.cgroupRoot } : {});
@@ -111,6 +108,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   });
 
   const handle = async (req: Request): Promise<unknown> => {
+    log.debug({ request: req }, `request ${req.op}`);
     switch (req.op) {
       case 'status':
         return status();
@@ -127,13 +125,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       case 'exited':
         return reportExited(ctx, req.pid, req.guest).map((t) => t.view());
       case 'limits': {
-        if (req.maxConcurrent !== undefined) ctx.limits.maxConcurrent = req.maxConcurrent;
-        if (req.cpuPercent !== undefined) ctx.limits.cpuPercent = req.cpuPercent;
-        ctx.pacer.apply();
+        const next: Partial<Limits> = {};
+        if (req.maxConcurrent !== undefined) next.maxConcurrent = req.maxConcurrent;
+        if (req.cpuPercent !== undefined) next.cpuPercent = req.cpuPercent;
+        changeLimits(ctx, next, 'limits request');
         return ctx.limits;
       }
       case 'admit':
-        return admit(ctx, req.bytes, req.timeoutSeconds);
+        return admit(ctx, req.bytes, req.timeoutSeconds, req.guest);
       case 'reap': {
         const reapReq: Parameters<typeof reap>[1] = { pid: req.pid };
         if (req.guest !== undefined) reapReq.guest = req.guest;
@@ -142,7 +141,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       }
     }
   };
-  const server = await serveSocket(opts.socket, handle, { log: (message) => log.warn(message) });
+  const server = await serveSocket(opts.socket, handle, { log: (message, fields) => log.warn(fields ?? {}, message) });
   const metrics: Server | undefined = opts.metrics ? await serveMetrics(ctx, opts.metrics, VERSION) : undefined;
   const libvirt =
     opts.libvirtUri === null || opts.libvirtUri === undefined
@@ -161,6 +160,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   log.info({ socket: opts.socket, stateDir: opts.stateDir, limits: ctx.limits, kernel }, 'pvteardown daemon ready');
   return {
     ctx,
+    setLimits: (next, by) => changeLimits(ctx, next, by),
     stop: async () => {
       // Thawing comes first: a helper left frozen with no daemon is the worst failure there is.
       clearInterval(tick);

@@ -27,8 +27,9 @@ export interface ServeOptions {
   /** A connection with no request in progress is dropped this long (default 10 s) after it was
    * accepted or last answered unless a whole request line has come in meanwhile. */
   idleTimeoutMs?: number;
-  /** Told about requests that failed inside the daemon and lines refused for their length. */
-  log?: (message: string) => void;
+  /** Told about requests that failed inside the daemon (with the guest or pid they named) and
+   * lines refused for their length. */
+  log?: (message: string, fields?: Record<string, unknown>) => void;
 }
 
 export interface SocketServer {
@@ -96,7 +97,7 @@ export async function serveSocket(socketPath: string, handle: RequestHandler, op
  * The client's request is read (and dropped) until it has the line: closing at once would make its
  * write fail (EPIPE) before it reads why. So many refusals waiting for their clients at once are
  * bounded too: beyond that many, a connection is closed without a word. */
-function refuse(sock: net.Socket, max: number, refusals: Refusals, log: (m: string) => void): void {
+function refuse(sock: net.Socket, max: number, refusals: Refusals, log: NonNullable<ServeOptions['log']>): void {
   sock.on('error', () => {});
   refusals.count++;
   const now = Date.now();
@@ -199,7 +200,7 @@ function listen(server: net.Server, socketPath: string): Promise<void> {
   });
 }
 
-function serveConnection(sock: net.Socket, handle: RequestHandler, maxBytes: number, idleMs: number, log: (m: string) => void): void {
+function serveConnection(sock: net.Socket, handle: RequestHandler, maxBytes: number, idleMs: number, log: NonNullable<ServeOptions['log']>): void {
   const queue: (string | typeof TOO_LONG)[] = [];
   let partial: Buffer[] = [];
   let partialBytes = 0;
@@ -297,7 +298,7 @@ function serveConnection(sock: net.Socket, handle: RequestHandler, maxBytes: num
   }
 }
 
-async function answer(line: string, handle: RequestHandler, log: (m: string) => void): Promise<string> {
+async function answer(line: string, handle: RequestHandler, log: NonNullable<ServeOptions['log']>): Promise<string> {
   let req: Request;
   try {
     req = parseRequest(line);
@@ -308,7 +309,9 @@ async function answer(line: string, handle: RequestHandler, log: (m: string) => 
   try {
     result = await handle(req);
   } catch (e) {
-    log(`op ${req.op} failed: ${oneLine(messageOf(e))}`);
+    const named = { op: req.op, ...('guest' in req && req.guest !== undefined ? { guest: req.guest } : {}), ...('pid' in req && req.pid !== undefined ? { pid: req.pid } : {}) };
+    const who = 'guest' in named ? ` for guest ${JSON.stringify(named.guest)}` : 'pid' in named ? ` for pid ${named.pid}` : '';
+    log(`op ${req.op}${who} failed: ${oneLine(messageOf(e))}`, named);
     return encodeResponse({ ok: false, error: messageOf(e) });
   }
   try {

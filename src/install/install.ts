@@ -8,7 +8,7 @@ import { packageRoot } from '../paths.js';
 import { InstallError, fsFail } from './errors.js';
 import { installLayout, MARKER, type InstallLayout } from './layout.js';
 import { payload } from './payload.js';
-import { renderHook, renderLauncher, renderUnit, renderWrapper } from './render.js';
+import { renderHook, renderInstalledConfig, renderLauncher, renderUnit, renderWrapper } from './render.js';
 import type { Step } from './steps.js';
 import { nearestExisting, othersCanChange } from './trusted-path.js';
 import { currentTree, exists, placeTree, removeLeftovers, removeTree } from './tree.js';
@@ -102,7 +102,7 @@ export function checkedNode(given: string): string {
 
 /** Every place install writes into must be root's alone, or what root runs from there is not. */
 function checkTargets(layout: InstallLayout): void {
-  for (const target of [layout.libDir, layout.bin, layout.hook, layout.unit, layout.wrapperDir]) {
+  for (const target of [layout.libDir, layout.bin, layout.hook, layout.unit, layout.wrapperDir, layout.config]) {
     const at = nearestExisting(path.dirname(target));
     const why = othersCanChange(at);
     if (why !== null) {
@@ -114,6 +114,14 @@ function checkTargets(layout: InstallLayout): void {
 class Writer {
   readonly steps: Step[] = [];
   readonly createdDirs: string[] = [];
+
+  /** The operator's from the moment it exists: written only when absent. */
+  writeConfig(file: string): void {
+    const ours = renderInstalledConfig();
+    if (!existsSync(file)) this.write(file, ours, 0o644);
+    else if (configIsOurs(file, ours)) this.steps.push({ action: 'unchanged', path: file });
+    else this.steps.push({ action: 'kept', path: file, why: 'edited: install never overwrites the config' });
+  }
 
   ensureDir(dir: string): void {
     const missing: string[] = [];
@@ -211,6 +219,7 @@ export function install(opts: InstallOptions): Step[] {
     for (const [name, real] of emulators) w.write(path.join(layout.wrapperDir, name), renderWrapper(layout, real), 0o755);
     w.write(layout.hook, renderHook(template, node, layout, opts.socket), 0o755);
     w.write(layout.unit, renderUnit(layout, node, opts.socket), 0o644);
+    w.writeConfig(layout.config);
     const written = new Set(w.steps.map((s) => s.path));
     // Files of an earlier install no longer written: wrappers of emulators gone, and the shim and
     // helper that installs before the copy put at the top of libDir.
@@ -240,8 +249,18 @@ export function install(opts: InstallOptions): Step[] {
   return [...treeSteps, ...w.steps, ...stale];
 }
 
-/** Text files only when still marked (someone may have replaced one); libDir is install's own. */
+function configIsOurs(file: string, ours = renderInstalledConfig()): boolean {
+  try {
+    return readFileSync(file, 'utf8') === ours;
+  } catch {
+    return false;
+  }
+}
+
+/** Text files only when still marked (someone may have replaced one), the config only unedited;
+ * libDir is install's own. */
 function removeOwned(layout: InstallLayout, file: string): Step {
+  if (file === layout.config && !configIsOurs(file)) return { action: 'kept', path: file, why: 'edited since install: the operator\'s settings' };
   const own = path.dirname(file) === layout.libDir;
   if (!own && !isMarked(file)) return { action: 'kept', path: file, why: `no "${MARKER}" line: changed since install` };
   try {
@@ -268,7 +287,8 @@ export function uninstall(root?: string): Step[] {
     if (s) steps.push(s);
   }
   removeLeftovers(layout);
-  const kept = steps.filter((s) => s.action === 'kept').map((s) => s.path);
+  // An edited config stays for good (it is the operator's), not for a later uninstall to retry.
+  const kept = steps.filter((s) => s.action === 'kept' && s.path !== layout.config).map((s) => s.path);
   if (kept.length) {
     // The directories install created are still to go once the kept files are: remember them.
     new Writer().write(layout.manifest, JSON.stringify({ [MARKER]: true, files: kept, dirs: manifest.dirs, trees: [] }, null, 1) + '\n', 0o644);

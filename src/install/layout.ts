@@ -14,6 +14,8 @@ export interface InstallLayout {
   /** libvirt (>= 6.5) runs every executable in qemu.d; read at libvirtd's start. */
   hook: string;
   unit: string;
+  /** The daemon's settings: written when absent, never overwritten (an operator's to edit). */
+  config: string;
   /** Root's own copy of pvteardown (never a checkout: whoever can write that would be root at the
    * next guest start), readable by the user QEMU runs as (libvirt-qemu). */
   libDir: string;
@@ -41,6 +43,7 @@ export function installLayout(root = '/'): InstallLayout {
     root: path.resolve(root),
     hook: at('etc/libvirt/hooks/qemu.d/50-pvteardown'),
     unit: at('etc/systemd/system/pvteardown.service'),
+    config: at('etc/pvteardown/pvteardown.conf'),
     libDir,
     current,
     shim: path.join(current, 'native', 'build', 'libpvteardown-shim.so'),

@@ -1,5 +1,6 @@
 // The text files install writes: the hook, `pvteardown` on PATH, the emulator wrappers and the
 // service unit. Each runs only what lies in root's copy, or the node install checked.
+import { renderConfig } from '../config/render.js';
 import { MARKER, type InstallLayout } from './layout.js';
 
 /** A word for /bin/sh, whatever characters the path holds. */
@@ -67,8 +68,10 @@ StartLimitIntervalSec=0
 
 [Service]
 Type=simple
-# --libvirt: libvirt's lifecycle events arm and queue guests even when a hook call was missed.
-ExecStart=${[node, layout.cli, '--socket', socket, 'daemon', '--libvirt'].map(unitQuote).join(' ')}
+# The settings are in the config file (libvirt = true there follows libvirt's lifecycle events,
+# so guests are armed and queued even when a hook call was missed); reload re-reads it.
+ExecStart=${[node, layout.cli, '--socket', socket, 'daemon', '--config', layout.config].map(unitQuote).join(' ')}
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=always
 RestartSec=1
 # Helpers the daemon starts (mmput-async) must outlive it like every other teardown helper.
@@ -77,4 +80,11 @@ KillMode=process
 [Install]
 WantedBy=multi-user.target
 `;
+}
+
+/** The config file install writes when there is none: every key commented with its default, and
+ * libvirt on (the service follows libvirt's lifecycle events). Uninstall removes it only while it
+ * is still exactly this. */
+export function renderInstalledConfig(): string {
+  return renderConfig({ libvirt: true }, [`# ${MARKER}: written by \`pvteardown install\` when absent, never overwritten; \`pvteardown uninstall\` removes it only unedited.`]);
 }

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openCgroups, type CgroupBackend } from '../../src/cgroup/index.js';
@@ -43,14 +43,23 @@ export interface TestDaemonOptions {
   cgroupRoot?: string;
   /** Added to the daemon's environment (e.g. PVTEARDOWN_BOOT_ID). */
   env?: NodeJS.ProcessEnv;
+  /** false: no --config (the daemon reads the default file, if any). */
+  emptyConfig?: boolean;
 }
 
-/** Memory pressure from other work on the machine must not boost a test's teardowns: --psi-boost off. */
+/** Memory pressure from other work on the machine must not boost a test's teardowns: --psi-boost off.
+ * Nor may this host's own config file (/etc/pvteardown/pvteardown.conf) set anything: an empty one
+ * of the test's, unless the flags name one. */
 export async function startTestDaemon(flags: string[] = [], opts: TestDaemonOptions = {}): Promise<TestDaemon> {
   const prefix = opts.prefix ?? 'pvteardown-test';
   flags = [...(flags.includes('--psi-boost') ? [] : ['--psi-boost', 'off']), ...flags];
   const dir = mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
   const socket = path.join(dir, 'pvteardown.sock');
+  if (!flags.includes('--config') && opts.emptyConfig !== false) {
+    const config = path.join(dir, 'empty.conf');
+    writeFileSync(config, '');
+    flags = [...flags, '--config', config];
+  }
   const stateDir = opts.stateDir ?? path.join(dir, 'state');
   const cgroupRoot = opts.cgroupRoot ?? `${prefix}-${randomBytes(4).toString('hex')}`;
   let log = '';

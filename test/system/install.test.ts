@@ -6,14 +6,15 @@
 // whole under a reader; a node or directory others could change is refused.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, unlinkSync, writeFileSync, type Stats } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync, type Stats } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import type { Step } from '../../src/install/install.js';
 import { installLayout, wrapperPath } from '../../src/install/layout.js';
-import { hookSetting, shQuote } from '../../src/install/render.js';
+import { hookSetting, renderInstalledConfig, shQuote } from '../../src/install/render.js';
+import { parseConfig } from '../../src/config/load.js';
 import { nativePath, packageRoot, RUNTIME_NATIVE } from '../../src/paths.js';
 import { CLI, startTestDaemon, until, type TestDaemon } from '../support/daemon.js';
 import { helperOf, requireRoot, waitExit } from '../support/system.js';
@@ -90,6 +91,7 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
         wrapperPath('/usr/bin/qemu-system-s390x', root),
         wrapperPath('/usr/bin/qemu-system-x86_64', root),
         layout.unit,
+        layout.config,
       ].sort(),
     );
     assert.equal(first.length, wrote.length);
@@ -112,8 +114,12 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
     const unitWord = (p: string) => `"${p.replace(/\$/g, '$$$$')}"`;
     assert.equal(
       unit.split('\n').find((l) => l.startsWith('ExecStart=')),
-      `ExecStart=${realpathSync(process.execPath)} ${unitWord(layout.cli)} --socket ${unitWord(socket)} daemon --libvirt`,
+      `ExecStart=${realpathSync(process.execPath)} ${unitWord(layout.cli)} --socket ${unitWord(socket)} daemon --config ${unitWord(layout.config)}`,
     );
+    assert.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
+    // The config the unit names: every key commented out at its default but libvirt, which the service follows.
+    assert.equal(statSync(layout.config).mode & 0o777, 0o644);
+    assert.deepEqual({ ...parseConfig(readFileSync(layout.config, 'utf8'), layout.config) }, { libvirt: true });
     assert.equal(readFileSync(layout.bin, 'utf8').split('\n').at(-2), `exec ${shQuote(realpathSync(process.execPath))} ${shQuote(layout.cli)} "$@"`);
   });
 
@@ -207,15 +213,31 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
     steps(['--socket', socket, 'install', '--root', root]);
   });
 
-  it('uninstall removes what install wrote, keeps a file changed since, and a second uninstall finds nothing', () => {
+  it("install never overwrites an edited config: kept byte for byte, the rest installed as before", () => {
+    const edited = readFileSync(layout.config, 'utf8').replace(/^# cpu = 100$/m, 'cpu = 50') + '# the operator was here\n';
+    assert.notEqual(edited, renderInstalledConfig());
+    writeFileSync(layout.config, edited);
+    const again = steps(['--socket', socket, 'install', '--root', root]);
+    assert.deepEqual(again.find((s) => s.path === layout.config), { action: 'kept', path: layout.config, why: 'edited: install never overwrites the config' });
+    assert.deepEqual(new Set(again.filter((s) => s.path !== layout.config).map((s) => s.action)), new Set(['unchanged']));
+    assert.equal(readFileSync(layout.config, 'utf8'), edited);
+  });
+
+  it('uninstall removes what install wrote, keeps a file changed since and the edited config, and a second uninstall finds nothing', () => {
     const wrapper = wrapperPath('/usr/bin/qemu-system-s390x', root);
     writeFileSync(wrapper, '#!/bin/sh\nexec /usr/bin/true\n');
+    const edited = readFileSync(layout.config, 'utf8');
+    assert.match(edited, /^cpu = 50$/m, 'the config edited in the test before');
     const first = steps(['uninstall', '--root', root]);
     // The manifest stays, listing what is left, so that the next uninstall still knows its directories.
-    assert.deepEqual(first.filter((s) => s.action === 'kept').map((s) => s.path), [wrapper, layout.manifest]);
+    assert.deepEqual(first.filter((s) => s.action === 'kept').map((s) => s.path).sort(), [wrapper, layout.config, layout.manifest].sort());
     assert.ok(first.some((s) => s.action === 'removed' && s.path === layout.hook));
     unlinkSync(wrapper);
     steps(['uninstall', '--root', root]);
+    // The operator's settings stay for a later install; nothing else does.
+    assert.equal(readFileSync(layout.config, 'utf8'), edited);
+    rmSync(path.dirname(layout.config), { recursive: true });
+    rmdirSync(path.join(root, 'etc'));
     assert.deepEqual(tree(root), before);
     const r = cli(['uninstall', '--root', root]);
     assert.equal(r.code, 0);
@@ -351,7 +373,7 @@ describe('install from a checkout that is then deleted: root runs only its own c
     assert.match(wrapper, new RegExp(`^LD_PRELOAD=${esc(shQuote(layout.shim))}\\$`, 'm'));
     assert.match(wrapper, new RegExp(`^exec ${esc(shQuote(path.join(root, 'usr', 'bin', 'qemu-system-x86_64')))} "\\$@"$`, 'm'));
     const exec = readFileSync(layout.unit, 'utf8').split('\n').find((l) => l.startsWith('ExecStart='));
-    assert.equal(exec, `ExecStart=${node} ${layout.cli} --socket ${d.socket} daemon --libvirt`);
+    assert.equal(exec, `ExecStart=${node} ${layout.cli} --socket ${d.socket} daemon --config ${layout.config}`);
   });
 
   it('the copy is root\'s alone (root-owned, nothing group- or other-writable) and holds exactly the production packages npm lists', (t) => {

@@ -8,7 +8,7 @@ import { globals, wholeNumber } from '../global-options.js';
 export function registerLimits(program: Command): void {
   program
     .command('limits')
-    .description('show the pacing limits, or change them on the running daemon (until it restarts)')
+    .description('show the pacing limits, or change them on the running daemon (until it restarts or reloads its config file)')
     .option('--max-concurrent <n>', 'teardowns that may run at once', wholeNumber('--max-concurrent', 1, 64))
     .option('--cpu <percent|none>', "CPU budget in percent of one CPU, or 'none' for unlimited", (v: string) =>
       v === 'none' ? 'none' : wholeNumber('--cpu', 1, 102400)(v),
