@@ -166,6 +166,8 @@ describe('pvteardown daemon --config, SIGHUP and the log', { concurrency: false 
     const huge = await d.ask<AdmitResult>({ op: 'admit', bytes: 2 ** 50, guest: 'huge-guest', timeoutSeconds: 0 });
     assert.equal(huge.allow, false);
     await assert.rejects(d.ask({ op: 'arm', pid: 2 ** 22 + 1, guest: 'gone-guest' }));
+    // The log reaches the pipe after the reply: wait for the last line looked for.
+    await until('the failed request logged', async () => d.log(), (l) => l.includes('"guest":"gone-guest"'), 5000 * SLOWDOWN);
     const log = lines(d.log());
     assert.ok(log.some((l) => l.level === 'info' && l.msg === 'limit cpuPercent: none -> 30 (limits request)'), 'limits request logged');
     const admitted = log.find((l) => l.guest === 'small-guest');
