@@ -13,6 +13,7 @@ import { arm } from './arm.js';
 import type { DaemonContext } from './context.js';
 import type { Teardown } from './teardown.js';
 import { FreezeWatchdog } from './freeze-watchdog.js';
+import { history } from './history.js';
 import { InstanceLocks } from './instance-lock.js';
 import { Journal } from './journal.js';
 import { currentBootId, Lifecycle } from './lifecycle.js';
@@ -140,6 +141,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         if (req.uuid !== undefined) reapReq.uuid = req.uuid;
         return (await reap(ctx, reapReq)).view();
       }
+      case 'history':
+        return history(ctx.journal, { ...(req.since ? { since: req.since } : {}), ...(req.guest ? { guest: req.guest } : {}), ...(req.limit ? { limit: req.limit } : {}) });
     }
   };
   const server = await serveSocket(opts.socket, handle, { log: (message) => log.warn(message) });

@@ -15,7 +15,7 @@ import { mkdirSync, chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { MAX_REQUEST_BYTES, type Request } from '../protocol/api.js';
-import { encodeResponse, oneLine, parseRequest } from '../protocol/codec.js';
+import { encodeResponse, NotFoundError, oneLine, parseRequest } from '../protocol/codec.js';
 
 export type RequestHandler = (req: Request) => Promise<unknown>;
 
@@ -309,7 +309,7 @@ async function answer(line: string, handle: RequestHandler, log: (m: string) => 
     result = await handle(req);
   } catch (e) {
     log(`op ${req.op} failed: ${oneLine(messageOf(e))}`);
-    return encodeResponse({ ok: false, error: messageOf(e) });
+    return encodeResponse({ ok: false, error: messageOf(e), ...(e instanceof NotFoundError ? { kind: e.kind } : {}) });
   }
   try {
     return encodeResponse({ ok: true, result });
