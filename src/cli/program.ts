@@ -61,6 +61,6 @@ export function buildProgram(): Command {
 }
 
 /** The version of the package this program runs from (a checkout or an installed copy). */
-function packageVersion(): string {
+export function packageVersion(): string {
   return (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
 }
