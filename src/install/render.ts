@@ -78,3 +78,12 @@ KillMode=process
 WantedBy=multi-user.target
 `;
 }
+
+/** The built man page and bash completion with install's marker as their first comment line. */
+export function markedManPage(page: string): string {
+  return `.\\" ${MARKER}: written by \`pvteardown install\`, removed by \`pvteardown uninstall\`.\n${page}`;
+}
+
+export function markedCompletion(script: string): string {
+  return `# ${MARKER}: written by \`pvteardown install\`, removed by \`pvteardown uninstall\`.\n${script}`;
+}
