@@ -39,6 +39,9 @@ export const EXIT_MEANINGS: Record<ExitCode, string> = {
   [EXIT.UNREACHABLE]: 'no pvteardown daemon answers on the socket',
 };
 
+/** exec's own statuses are its program's: a wrapper must not change what its caller sees. */
+export const EXEC_EXCEPTION = "exec ends with its program's exit status (or dies by its signal) once the program has started";
+
 export function exitStatusHelp(): string {
-  return '\nExit status (every command):\n' + Object.entries(EXIT_MEANINGS).map(([code, meaning]) => `  ${code}  ${meaning}\n`).join('');
+  return '\nExit status (every command):\n' + Object.entries(EXIT_MEANINGS).map(([code, meaning]) => `  ${code}  ${meaning}\n`).join('') + `  ${EXEC_EXCEPTION}\n`;
 }

@@ -2,7 +2,7 @@
 // build writes it; `pvteardown install` installs it), so the page cannot say other than --help.
 import type { Command, Option } from 'commander';
 import { installLayout } from '../install/layout.js';
-import { EXIT_MEANINGS, exitStatusHelp } from './exit-codes.js';
+import { EXEC_EXCEPTION, EXIT_MEANINGS, exitStatusHelp } from './exit-codes.js';
 import { DEFAULT_SOCKET } from './global-options.js';
 
 /** Options every command takes again (global-options.ts): described once, under GLOBAL OPTIONS. */
@@ -105,6 +105,8 @@ export function renderManPage(program: Command, version: string): string {
     '.SH EXIT STATUS',
     'Every command exits with one of these:',
     ...Object.entries(EXIT_MEANINGS).flatMap(([code, meaning]) => ['.TP', `\\fB${code}\\fR`, roff(meaning)]),
+    '.PP',
+    roff(`But ${EXEC_EXCEPTION}.`),
     '.SH ENVIRONMENT',
     ...env.flatMap(([name, what]) => ['.TP', `\\fB${name}\\fR`, roff(what)]),
     '.SH FILES',
