@@ -142,7 +142,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         return (await reap(ctx, reapReq)).view();
       }
       case 'history':
-        return history(ctx.journal, { ...(req.since ? { since: req.since } : {}), ...(req.guest ? { guest: req.guest } : {}), ...(req.limit ? { limit: req.limit } : {}) });
+        return history(ctx.journal, req);
     }
   };
   const server = await serveSocket(opts.socket, handle, { log: (message) => log.warn(message) });

@@ -7,7 +7,6 @@ import { EXIT, ExitError } from '../exit-codes.js';
 import { globals, wholeNumber } from '../global-options.js';
 import { isFinished, matches } from '../teardowns.js';
 
-
 function progressBar(left: number, total: number, width = 30): string {
   const done = total > 0 ? Math.min(1, Math.max(0, 1 - left / total)) : 1;
   const filled = Math.round(done * width);
