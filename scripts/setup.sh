@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
 command -v make >/dev/null || missing+=(make)
+# The man page test renders pvteardown(1) with groff -ww.
+command -v groff >/dev/null || missing+=(groff-base)
 if ((${#missing[@]})); then
   [ "$(id -u)" = 0 ] || { echo "setup: need ${missing[*]}: run as root or install them" >&2; exit 1; }
   apt-get update -qq

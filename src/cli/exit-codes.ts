@@ -28,3 +28,20 @@ export class ExitError extends Error {
     super(message);
   }
 }
+
+/** What each status means, for --help, the man page and the README (one table, kept in step). */
+export const EXIT_MEANINGS: Record<ExitCode, string> = {
+  [EXIT.OK]: 'done as asked',
+  [EXIT.FAILED]: 'the operation failed: a teardown failed, an essential check failed, the daemon refused',
+  [EXIT.USAGE]: 'bad arguments or options (unknown command or option, a bad value, one missing): nothing was done',
+  [EXIT.TIMEOUT]: 'a bounded wait ran out: wait --timeout, or the daemon or libvirt did not answer in time',
+  [EXIT.NOT_FOUND]: 'no such guest, domain, process or teardown',
+  [EXIT.UNREACHABLE]: 'no pvteardown daemon answers on the socket',
+};
+
+/** exec's own statuses are its program's: a wrapper must not change what its caller sees. */
+export const EXEC_EXCEPTION = "exec ends with its program's exit status (or dies by its signal) once the program has started";
+
+export function exitStatusHelp(): string {
+  return '\nExit status (every command):\n' + Object.entries(EXIT_MEANINGS).map(([code, meaning]) => `  ${code}  ${meaning}\n`).join('') + `  ${EXEC_EXCEPTION}\n`;
+}

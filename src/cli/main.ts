@@ -1,73 +1,43 @@
 #!/usr/bin/env node
 // pvteardown's command line: virsh-like, one file per command under commands/.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Command, CommanderError } from 'commander';
-import { packageRoot } from '../paths.js';
-import { registerAttach } from './commands/attach.js';
-import { registerDaemon } from './commands/daemon.js';
-import { registerDestroy } from './commands/destroy.js';
-import { registerDoctor } from './commands/doctor.js';
-import { registerEnable } from './commands/enable.js';
-import { registerExec } from './commands/exec.js';
-import { registerInstall } from './commands/install.js';
-import { registerLimits } from './commands/limits.js';
-import { registerStatus } from './commands/status.js';
-import { registerWait } from './commands/wait.js';
-import { ExitError } from './exit-codes.js';
+import { CommanderError, type Command } from 'commander';
+import { ErrorCode, LibvirtError, LibvirtTimeoutError } from '../libvirt/index.js';
+import { DaemonError, DaemonTimeoutError, DaemonUnreachableError } from '../protocol/client.js';
+import { EXIT, ExitError, type ExitCode } from './exit-codes.js';
 import { visible } from './format.js';
-import { DEFAULT_SOCKET, withGlobalOptions } from './global-options.js';
+import { buildProgram } from './program.js';
 
-export function buildProgram(): Command {
-  const program = new Command('pvteardown')
-    .description(
-      'Let protected KVM guests (and any huge process) exit at once while a helper that shares ' +
-        'their memory clears it afterwards, cgroup-accounted and paced.',
-    )
-    .version(packageVersion(), '-V, --version', 'print the version and exit')
-    .option('-c, --connect <uri>', 'libvirt URI (default: LIBVIRT_DEFAULT_URI or qemu:///system)')
-    .option('--socket <path>', "the daemon's socket", DEFAULT_SOCKET)
-    .option('--json', 'machine-readable output on commands that read')
-    .enablePositionalOptions()
-    .showHelpAfterError('(run pvteardown --help for usage)')
-    .addHelpText(
-      'after',
-      '\nExamples:\n' +
-        '  pvteardown daemon --cpu 100 --max-concurrent 2     run the daemon: teardowns paced to one CPU\n' +
-        '  pvteardown exec -- qemu-system-s390x -m 64G ...    run a program with the teardown shim\n' +
-        '  pvteardown list                                    what is still being cleared\n' +
-        '  pvteardown wait guest1                             block until guest1\'s memory is back\n' +
-        '  pvteardown doctor                                  is this host ready?\n',
-    );
-  registerDaemon(program);
-  registerStatus(program);
-  registerWait(program);
-  registerAttach(program);
-  registerExec(program);
-  registerLimits(program);
-  registerDoctor(program);
-  registerInstall(program);
-  registerDestroy(program);
-  registerEnable(program);
-  for (const command of program.commands) withGlobalOptions(command);
-  return program;
+/** The one place an error becomes an exit status (exit-codes.ts). `parsing`: no action has begun,
+ * so the error came from commander or from a parser of an option's value: bad input. */
+function exitCodeOf(err: unknown, parsing: boolean): ExitCode {
+  if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+  if (err instanceof ExitError) return err.exitCode;
+  if (parsing) return EXIT.USAGE;
+  if (err instanceof DaemonUnreachableError) return EXIT.UNREACHABLE;
+  if (err instanceof DaemonTimeoutError || err instanceof LibvirtTimeoutError) return EXIT.TIMEOUT;
+  if (err instanceof DaemonError && err.kind === 'not-found') return EXIT.NOT_FOUND;
+  if (err instanceof LibvirtError && err.code === ErrorCode.NO_DOMAIN) return EXIT.NOT_FOUND;
+  return EXIT.FAILED;
 }
 
-/** The version of the package this program runs from (a checkout or an installed copy). */
-function packageVersion(): string {
-  return (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+function everyCommand(c: Command): Command[] {
+  return [c, ...c.commands.flatMap(everyCommand)];
 }
 
 /** Errors end as one line naming what was wrong (a guest name or a daemon's message quoted in it
  * shown escaped); commander's own usage errors keep their text. */
 async function main(argv: string[]): Promise<void> {
-  const program = buildProgram().exitOverride();
+  const program = buildProgram();
+  let parsing = true;
+  for (const c of everyCommand(program)) c.exitOverride();
+  program.hook('preAction', () => {
+    parsing = false;
+  });
   try {
     await program.parseAsync(argv);
   } catch (err) {
-    if (err instanceof CommanderError) process.exit(err.exitCode);
-    process.stderr.write(`pvteardown: ${visible(err instanceof Error ? err.message : String(err))}\n`);
-    process.exit(err instanceof ExitError ? err.exitCode : 1);
+    if (!(err instanceof CommanderError)) process.stderr.write(`pvteardown: ${visible(err instanceof Error ? err.message : String(err))}\n`);
+    process.exit(exitCodeOf(err, parsing));
   }
 }
 

@@ -10,6 +10,7 @@ import { findSharingHelper } from '../sys/find-helper.js';
 import { needsKvmHolder, startKvmHolder } from './kvm-holder.js';
 import type { Teardown } from './teardown.js';
 import { watchTeardown } from './watch.js';
+import { NotFoundError } from '../protocol/codec.js';
 
 export interface ArmRequest {
   pid: number;
@@ -39,7 +40,7 @@ export function arm(ctx: DaemonContext, req: ArmRequest): Promise<Teardown> {
 
 async function armOnce(ctx: DaemonContext, req: ArmRequest): Promise<Teardown> {
   const pidStart = ctx.sys.processStartTime(req.pid);
-  if (pidStart === null) throw new ArmError(`no live process with pid ${req.pid} (gone, or exited and not yet reaped)`);
+  if (pidStart === null) throw new NotFoundError(`no live process with pid ${req.pid} (gone, or exited and not yet reaped)`);
   const existing = ctx.registry.live(req.pid, pidStart);
   if (existing) return existing;
   if (req.strategy === 'mrelease') {

@@ -14,6 +14,7 @@ import { arm } from './arm.js';
 import type { DaemonContext } from './context.js';
 import type { Teardown } from './teardown.js';
 import { FreezeWatchdog } from './freeze-watchdog.js';
+import { history } from './history.js';
 import { InstanceLocks } from './instance-lock.js';
 import { Journal } from './journal.js';
 import { changeLimits } from './limits-change.js';
@@ -139,6 +140,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         if (req.uuid !== undefined) reapReq.uuid = req.uuid;
         return (await reap(ctx, reapReq)).view();
       }
+      case 'history':
+        return history(ctx.journal, req);
     }
   };
   const server = await serveSocket(opts.socket, handle, { log: (message, fields) => log.warn(fields ?? {}, message) });

@@ -78,6 +78,11 @@ export class Journal {
     return this.backlog.length;
   }
 
+  /** Recorded but not yet on disk, oldest first. */
+  unwrittenEntries(): readonly JournalEntry[] {
+    return this.backlog;
+  }
+
   /** Records the entry unless this teardown already is; a write that fails is retried later. */
   record(entry: JournalEntry): void {
     if (this.has(entry.id)) return;

@@ -4,6 +4,7 @@
 import type { DaemonContext } from './context.js';
 import { findSharingHelper } from '../sys/find-helper.js';
 import type { Teardown } from './teardown.js';
+import { NotFoundError } from '../protocol/codec.js';
 
 export interface ReapRequest {
   pid: number;
@@ -15,7 +16,7 @@ export class ReapError extends Error {}
 
 export async function reap(ctx: DaemonContext, req: ReapRequest): Promise<Teardown> {
   const pidStart = ctx.sys.processStartTime(req.pid);
-  if (pidStart === null) throw new ReapError(`no live process with pid ${req.pid} (gone, or exited and not yet reaped)`);
+  if (pidStart === null) throw new NotFoundError(`no live process with pid ${req.pid} (gone, or exited and not yet reaped)`);
   const armed = ctx.registry.live(req.pid, pidStart);
   if (armed) throw new ReapError(`pid ${req.pid} is armed (${armed.id}): its helper tears it down; destroy it normally`);
   const helper = await findSharingHelper(ctx.sys, req.pid, undefined, 0);

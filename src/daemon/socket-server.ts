@@ -15,7 +15,7 @@ import { mkdirSync, chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { MAX_REQUEST_BYTES, type Request } from '../protocol/api.js';
-import { encodeResponse, oneLine, parseRequest } from '../protocol/codec.js';
+import { encodeResponse, NotFoundError, oneLine, parseRequest } from '../protocol/codec.js';
 
 export type RequestHandler = (req: Request) => Promise<unknown>;
 
@@ -312,7 +312,7 @@ async function answer(line: string, handle: RequestHandler, log: NonNullable<Ser
     const named = { op: req.op, ...('guest' in req && req.guest !== undefined ? { guest: req.guest } : {}), ...('pid' in req && req.pid !== undefined ? { pid: req.pid } : {}) };
     const who = 'guest' in named ? ` for guest ${JSON.stringify(named.guest)}` : 'pid' in named ? ` for pid ${named.pid}` : '';
     log(`op ${req.op}${who} failed: ${oneLine(messageOf(e))}`, named);
-    return encodeResponse({ ok: false, error: messageOf(e) });
+    return encodeResponse({ ok: false, error: messageOf(e), ...(e instanceof NotFoundError ? { kind: e.kind } : {}) });
   }
   try {
     return encodeResponse({ ok: true, result });

@@ -7,8 +7,8 @@ import path from 'node:path';
 import { packageRoot } from '../paths.js';
 import { InstallError, fsFail } from './errors.js';
 import { installLayout, MARKER, type InstallLayout } from './layout.js';
-import { payload } from './payload.js';
-import { renderHook, renderInstalledConfig, renderLauncher, renderUnit, renderWrapper } from './render.js';
+import { DOCS, payload } from './payload.js';
+import { markedCompletion, markedManPage, renderHook, renderInstalledConfig, renderLauncher, renderUnit, renderWrapper } from './render.js';
 import type { Step } from './steps.js';
 import { nearestExisting, othersCanChange } from './trusted-path.js';
 import { currentTree, exists, placeTree, removeLeftovers, removeTree } from './tree.js';
@@ -102,7 +102,7 @@ export function checkedNode(given: string): string {
 
 /** Every place install writes into must be root's alone, or what root runs from there is not. */
 function checkTargets(layout: InstallLayout): void {
-  for (const target of [layout.libDir, layout.bin, layout.hook, layout.unit, layout.wrapperDir, layout.config]) {
+  for (const target of [layout.libDir, layout.bin, layout.hook, layout.unit, layout.wrapperDir, layout.config, layout.manPage, layout.completion]) {
     const at = nearestExisting(path.dirname(target));
     const why = othersCanChange(at);
     if (why !== null) {
@@ -189,7 +189,7 @@ export function install(opts: InstallOptions): Step[] {
   checkTargets(layout);
   const entries = payload(packageRoot);
   const template = readTemplate(path.join(packageRoot, 'hooks', 'qemu'));
-  for (const f of [layout.hook, layout.unit, layout.bin]) refuseForeign(f);
+  for (const f of [layout.hook, layout.unit, layout.bin, layout.manPage, layout.completion]) refuseForeign(f);
   const searchDirs =
     opts.searchDirs ??
     (layout.root === '/' ? (process.env.PATH ?? '').split(':') : [path.join(layout.root, 'usr/bin'), path.join(layout.root, 'usr/local/bin')]);
@@ -220,6 +220,8 @@ export function install(opts: InstallOptions): Step[] {
     w.write(layout.hook, renderHook(template, node, layout, opts.socket), 0o755);
     w.write(layout.unit, renderUnit(layout, node, opts.socket), 0o644);
     w.writeConfig(layout.config);
+    w.write(layout.manPage, markedManPage(readTemplate(path.join(packageRoot, DOCS[0]!))), 0o644);
+    w.write(layout.completion, markedCompletion(readTemplate(path.join(packageRoot, DOCS[1]!))), 0o644);
     const written = new Set(w.steps.map((s) => s.path));
     // Files of an earlier install no longer written: wrappers of emulators gone, and the shim and
     // helper that installs before the copy put at the top of libDir.
@@ -277,7 +279,7 @@ export function uninstall(root?: string): Step[] {
   // Without a manifest (lost, or an older install) the marked files at their known places still go,
   // and the tree `current` points at.
   const wrappers = existsSync(layout.wrapperDir) ? readdirSync(layout.wrapperDir).map((n) => path.join(layout.wrapperDir, n)) : [];
-  const marked = [layout.hook, layout.unit, layout.bin, ...wrappers].filter(isMarked);
+  const marked = [layout.hook, layout.unit, layout.bin, layout.manPage, layout.completion, ...wrappers].filter(isMarked);
   const current = currentTree(layout);
   const linked = current ? [layout.current] : [];
   const candidates = [...new Set([...manifest.files, ...marked, ...linked])].filter((f) => f !== layout.manifest);

@@ -33,6 +33,9 @@ export interface InstallLayout {
   wrapperDir: string;
   /** What install wrote and which directories it created (for uninstall and re-install). */
   manifest: string;
+  /** pvteardown(1) and the bash completion, as the build rendered them from the program. */
+  manPage: string;
+  completion: string;
 }
 
 export function installLayout(root = '/'): InstallLayout {
@@ -53,6 +56,8 @@ export function installLayout(root = '/'): InstallLayout {
     bin: at('usr/local/bin/pvteardown'),
     wrapperDir: at('usr/local/libexec/pvteardown'),
     manifest: path.join(libDir, 'installed.json'),
+    manPage: at('usr/local/share/man/man1/pvteardown.1'),
+    completion: at('usr/share/bash-completion/completions/pvteardown'),
   };
 }
 

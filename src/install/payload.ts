@@ -60,6 +60,9 @@ function withParents(entries: Entry[]): Entry[] {
   return [...dirs.values(), ...entries.filter((e) => e.kind !== 'dir')].sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
 }
 
+/** What the build renders besides the program (scripts/build-docs.js). */
+export const DOCS = [path.join('dist', 'man', 'pvteardown.1'), path.join('dist', 'completion', 'pvteardown.bash')];
+
 /** The copy of the program at `projectRoot` (the package this code runs from). */
 export function payload(projectRoot: string): Entry[] {
   const file = (rel: string, source: string): Entry => {
@@ -74,6 +77,8 @@ export function payload(projectRoot: string): Entry[] {
     // The hook template, so that the installed `pvteardown install` can run again.
     file(path.join('hooks', 'qemu'), path.join(projectRoot, 'hooks', 'qemu')),
     ...walk(path.join(projectRoot, 'dist', 'src'), path.join('dist', 'src')),
+    // The man page and completion the build rendered: an installed `pvteardown install` installs them again.
+    ...DOCS.map((rel) => file(rel, path.join(projectRoot, rel))),
     ...RUNTIME_NATIVE.map((f) => file(path.join('native', 'build', f), nativePath(f))),
   ];
   for (const pkg of productionPackages(projectRoot)) {

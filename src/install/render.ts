@@ -88,3 +88,12 @@ WantedBy=multi-user.target
 export function renderInstalledConfig(): string {
   return renderConfig({ libvirt: true }, [`# ${MARKER}: written by \`pvteardown install\` when absent, never overwritten; \`pvteardown uninstall\` removes it only unedited.`]);
 }
+
+/** The built man page and bash completion with install's marker as their first comment line. */
+export function markedManPage(page: string): string {
+  return `.\\" ${MARKER}: written by \`pvteardown install\`, removed by \`pvteardown uninstall\`.\n${page}`;
+}
+
+export function markedCompletion(script: string): string {
+  return `# ${MARKER}: written by \`pvteardown install\`, removed by \`pvteardown uninstall\`.\n${script}`;
+}

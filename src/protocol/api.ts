@@ -101,9 +101,37 @@ export type Request =
   | { op: 'limits'; maxConcurrent?: number; cpuPercent?: number | null }
   | { op: 'admit'; bytes: number; guest?: string; timeoutSeconds?: number }
   /** Kill a guest no helper shares and reap its memory with process_mrelease in a teardown cgroup. */
-  | { op: 'reap'; pid: number; guest?: string; uuid?: string };
+  | { op: 'reap'; pid: number; guest?: string; uuid?: string }
+  /** Finished teardowns from the journal (across restarts), oldest first: those finished at or after
+   * `since` (ISO 8601), of guest `guest` (name), the newest `limit` of them. */
+  | { op: 'history'; since?: string; guest?: string; limit?: number };
 
-export type Response<T = unknown> = { ok: true; result: T } | { ok: false; error: string };
+/** One finished teardown as the journal recorded it (`history --json`). */
+export interface HistoryEntry {
+  id: string;
+  guest: string;
+  pid: number;
+  strategy: Strategy;
+  state: TeardownState;
+  armedAt: string;
+  exitedAt: string | null;
+  finishedAt: string;
+  /** From the guest's exit to the memory's return. */
+  wallMs: number | null;
+  cpuUsec: number;
+  bytes: number;
+  error?: string;
+  warning?: string;
+  /** Finished while no daemon watched: finishedAt is when the daemon found out. */
+  finishedUnwatched?: boolean;
+  unknown?: string[];
+}
+
+/** Marks an error reply by what went wrong where a client acts on it: 'not-found', no such process,
+ * guest or teardown (the CLI's exit status 4). */
+export type ErrorKind = 'not-found';
+
+export type Response<T = unknown> = { ok: true; result: T } | { ok: false; error: string; kind?: ErrorKind };
 
 /** Largest request line the daemon reads; longer lines are refused and the connection closed. */
 export const MAX_REQUEST_BYTES = 64 * 1024;

@@ -1,6 +1,6 @@
 // One request to the daemon over its unix socket: connect, send one line, read one line, close.
 import net from 'node:net';
-import type { Request } from './api.js';
+import type { ErrorKind, Request } from './api.js';
 
 /** The daemon answered, with an error: the message is the daemon's own. */
 export class DaemonError extends Error {
@@ -8,6 +8,7 @@ export class DaemonError extends Error {
   constructor(
     message: string,
     readonly op: Request['op'],
+    readonly kind?: ErrorKind,
   ) {
     super(message);
   }
@@ -107,8 +108,8 @@ function decode<T>(line: string, req: Request, socketPath: string): [Error | nul
   } catch {
     return [new DaemonProtocolError(`pvteardown daemon at ${socketPath} answered op ${req.op} with a line that is not JSON: ${line.slice(0, 80)}`)];
   }
-  const r = res as { ok?: unknown; result?: unknown; error?: unknown };
+  const r = res as { ok?: unknown; result?: unknown; error?: unknown; kind?: unknown };
   if (r !== null && typeof r === 'object' && r.ok === true && 'result' in r) return [null, r.result as T];
-  if (r !== null && typeof r === 'object' && r.ok === false && typeof r.error === 'string') return [new DaemonError(r.error, req.op)];
+  if (r !== null && typeof r === 'object' && r.ok === false && typeof r.error === 'string') return [new DaemonError(r.error, req.op, r.kind === 'not-found' ? r.kind : undefined)];
   return [new DaemonProtocolError(`pvteardown daemon at ${socketPath} answered op ${req.op} with something that is not a response: ${line.slice(0, 80)}`)];
 }

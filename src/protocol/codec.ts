@@ -9,6 +9,12 @@ export class ProtocolError extends Error {
   override name = 'ProtocolError';
 }
 
+/** What a request names does not exist (no such process, guest or teardown): answered with kind not-found. */
+export class NotFoundError extends Error {
+  override name = 'NotFoundError';
+  readonly kind = 'not-found' as const;
+}
+
 interface FieldRule {
   /** Completes `field "x" must be ...`. */
   valid: string;
@@ -37,6 +43,8 @@ const rules = {
   },
   bytes: { valid: 'a non-negative integer (bytes)', check: intInRange(0, Number.MAX_SAFE_INTEGER) },
   timeoutSeconds: { valid: 'a number of seconds from 0 to 3600', check: inRange(0, 3600) },
+  since: { valid: 'an ISO 8601 time (e.g. "2026-12-01T12:00:00Z")', check: (v) => typeof v === 'string' && /^\d{4}-\d\d-\d\d/.test(v) && Number.isFinite(Date.parse(v)) },
+  limit: { valid: 'an integer from 1 to 1000000', check: intInRange(1, 1_000_000) },
 } satisfies Record<string, FieldRule>;
 
 type Op = Request['op'];
@@ -62,6 +70,7 @@ const OPS: { [K in Op]: OpSpec<Extract<Request, { op: K }>> } = {
   limits: { fields: { maxConcurrent: opt('maxConcurrent'), cpuPercent: opt('cpuPercent') } },
   admit: { fields: { bytes: req('bytes'), guest: opt('guest'), timeoutSeconds: opt('timeoutSeconds') } },
   reap: { fields: { pid: req('pid'), guest: opt('guest'), uuid: opt('uuid') } },
+  history: { fields: { since: opt('since'), guest: opt('guest'), limit: opt('limit') } },
 };
 
 export const OP_NAMES = Object.keys(OPS) as Op[];
@@ -130,7 +139,9 @@ export function parseRequest(line: string): Request {
 
 /** One response line. Errors are flattened to one line; a result of `undefined` is sent as null. */
 export function encodeResponse(res: Response): string {
-  const wire = res.ok ? { ok: true, result: res.result === undefined ? null : res.result } : { ok: false, error: oneLine(res.error) };
+  const wire = res.ok
+    ? { ok: true, result: res.result === undefined ? null : res.result }
+    : { ok: false, error: oneLine(res.error), ...(res.kind ? { kind: res.kind } : {}) };
   return JSON.stringify(wire) + '\n';
 }
 

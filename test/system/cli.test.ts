@@ -46,8 +46,8 @@ describe('pvteardown CLI against a daemon', { concurrency: false }, () => {
   it('wait: an unknown guest and a timeout say so, with their exit status', async (t) => {
     if (!requireRoot(t) || !root) return;
     const unknown = cli('wait', 'nosuch');
-    assert.equal(unknown.status, 1);
-    assert.equal(unknown.stderr, "pvteardown: no teardown for 'nosuch': pvteardown list shows the guests the daemon knows\n");
+    assert.equal(unknown.status, 4);
+    assert.equal(unknown.stderr, "pvteardown: no teardown for 'nosuch': pvteardown list --all shows the guests the daemon knows\n");
 
     const child = spawn(process.execPath, [CLI, '--socket', d!.socket, 'exec', '--name', 'slow', '--', nativePath('pvteardown-fakeguest'), '--mib', '64'], { stdio: ['ignore', 'pipe', 'pipe'] });
     await createInterface({ input: child.stdout })[Symbol.asyncIterator]().next();
@@ -69,7 +69,7 @@ describe('pvteardown CLI against a daemon', { concurrency: false }, () => {
     // Nothing but the newlines between rows: no ESC, BEL, CSI or carriage return.
     const controls = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
 
-    const list = cli('list');
+    const list = cli('list', '--all');
     assert.equal(list.status, 0, list.stderr);
     assert.ok(!controls.test(list.stdout), JSON.stringify(list.stdout));
     const lines = list.stdout.trimEnd().split('\n');
@@ -102,10 +102,10 @@ describe('pvteardown CLI against a daemon', { concurrency: false }, () => {
     for (const line of r.stdout.split('\n').filter((l) => /^(warn|FAIL)/.test(l))) assert.ok(r.stdout.includes(`${line}\n      fix: `), `${line} comes with a fix`);
   });
 
-  it('bad input: one line naming it and what would be valid, non-zero exit', () => {
-    const bad = (args: string[], pattern: RegExp) => {
+  it('bad input: one line naming it and what would be valid, exit 2 (5 for a daemon not there)', () => {
+    const bad = (args: string[], pattern: RegExp, status = 2) => {
       const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
-      assert.notEqual(r.status, 0, args.join(' '));
+      assert.equal(r.status, status, args.join(' '));
       assert.match(r.stderr, pattern);
     };
     bad(['frobnicate'], /unknown command 'frobnicate'/);
@@ -113,6 +113,6 @@ describe('pvteardown CLI against a daemon', { concurrency: false }, () => {
     bad(['daemon', '--admission-policy', 'lenient'], /--admission-policy 'lenient' is not warn or strict/);
     bad(['attach', '--pid', 'x'], /--pid 'x' is not a whole number/);
     bad(['attach', '--pid', '1', '--strategy', 'mrelease'], /--strategy 'mrelease' is not one of shim, qemu, mmput-async/);
-    bad(['--socket', '/nonexistent/s', 'status'], /^pvteardown: no pvteardown daemon at \/nonexistent\/s \(ENOENT\): start one with `pvteardown daemon`/);
+    bad(['--socket', '/nonexistent/s', 'status'], /^pvteardown: no pvteardown daemon at \/nonexistent\/s \(ENOENT\): start one with `pvteardown daemon`/, 5);
   });
 });

@@ -75,7 +75,7 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
   const socket = path.join(root, 'run', 'pvtd test.sock');
   const before = tree(root);
 
-  it('install writes the copy, the link to it, pvteardown on PATH, hook, one wrapper per executable qemu-system-*, unit and manifest; again: all unchanged', () => {
+  it('install writes the copy, the link to it, pvteardown on PATH, hook, one wrapper per executable qemu-system-*, unit, man page, bash completion and manifest; again: all unchanged', () => {
     const first = steps(['--socket', socket, 'install', '--root', root]);
     const wrote = first.filter((s) => s.action === 'wrote').map((s) => s.path).sort();
     const tree = path.join(layout.libDir, readlinkSync(layout.current));
@@ -92,6 +92,8 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
         wrapperPath('/usr/bin/qemu-system-x86_64', root),
         layout.unit,
         layout.config,
+        layout.manPage,
+        layout.completion,
       ].sort(),
     );
     assert.equal(first.length, wrote.length);
@@ -132,6 +134,19 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
     }
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stderr, '');
+  });
+
+  it("the man page and the bash completion are the build's, marked as install's, and work where they lie", () => {
+    const marker = (first: string) => assert.match(first, /pvteardown-installed: written by `pvteardown install`/);
+    const page = readFileSync(layout.manPage, 'utf8').split('\n');
+    marker(page[0]!);
+    assert.equal(page.slice(1).join('\n'), readFileSync(path.join(packageRoot, 'dist', 'man', 'pvteardown.1'), 'utf8'));
+    assert.equal(statSync(layout.manPage).mode & 0o777, 0o644);
+    const completion = readFileSync(layout.completion, 'utf8').split('\n');
+    marker(completion[0]!);
+    assert.equal(completion.slice(1).join('\n'), readFileSync(path.join(packageRoot, 'dist', 'completion', 'pvteardown.bash'), 'utf8'));
+    const r = spawnSync('bash', ['--norc', '-c', 'source "$0"; COMP_WORDS=(pvteardown hist); COMP_CWORD=1; _pvteardown; echo "${COMPREPLY[@]}"', layout.completion], { encoding: 'utf8' });
+    assert.equal(r.stdout, 'history\n', r.stderr);
   });
 
   it('the human output names each file and tells to restart libvirtd', () => {
@@ -309,7 +324,7 @@ function elfDebugSections(b: Buffer): [number, number][] {
  * own; `edit` changes the copy, for a second version. Dev-only packages go only with `dev`. */
 function copyCheckout(prefix: string, opts: { dev?: boolean; edit?: (dir: string) => void } = {}): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
-  for (const rel of ['package.json', 'hooks', path.join('dist', 'src'), path.join('native', 'build'), 'node_modules']) {
+  for (const rel of ['package.json', 'hooks', path.join('dist', 'src'), path.join('dist', 'man'), path.join('dist', 'completion'), path.join('native', 'build'), 'node_modules']) {
     cpSync(path.join(packageRoot, rel), path.join(dir, rel), {
       recursive: true,
       verbatimSymlinks: true,

@@ -33,9 +33,12 @@ const good: [string, Request][] = [
   ['{"op":"admit","bytes":1,"timeoutSeconds":0.5}', { op: 'admit', bytes: 1, timeoutSeconds: 0.5 }],
   ['{"op":"reap","pid":31}', { op: 'reap', pid: 31 }],
   ['{"op":"reap","pid":31,"guest":"vm","uuid":"' + UUID + '"}', { op: 'reap', pid: 31, guest: 'vm', uuid: UUID }],
+  ['{"op":"history"}', { op: 'history' }],
+  ['{"op":"history","since":"2026-12-01T12:00:00.000Z","guest":"vm","limit":10}', { op: 'history', since: '2026-12-01T12:00:00.000Z', guest: 'vm', limit: 10 }],
+  ['{"op":"history","since":"2026-12-01"}', { op: 'history', since: '2026-12-01' }],
 ];
 
-const VALID_OPS = 'valid ops: status, list, arm, exited, limits, admit, reap';
+const VALID_OPS = 'valid ops: status, list, arm, exited, limits, admit, reap, history';
 const bad: [string, string | RegExp][] = [
   // syntax and shape
   ['', 'request is empty; send one JSON object per line, e.g. {"op":"status"}'],
@@ -124,6 +127,14 @@ const bad: [string, string | RegExp][] = [
   ['{"op":"admit","bytes":1,"timeoutSeconds":3601}', 'field "timeoutSeconds" must be a number of seconds from 0 to 3600, got 3601'],
   ['{"op":"admit","bytes":1,"timeoutSeconds":"10"}', 'field "timeoutSeconds" must be a number of seconds from 0 to 3600, got "10"'],
   ['{"op":"admit","bytes":1,"timeoutSeconds":null}', 'field "timeoutSeconds" must be a number of seconds from 0 to 3600, got null'],
+  // history
+  ['{"op":"history","since":"yesterday"}', 'field "since" must be an ISO 8601 time (e.g. "2026-12-01T12:00:00Z"), got "yesterday"'],
+  ['{"op":"history","since":"2026-13-45T99:00:00Z"}', /^field "since" must be an ISO 8601 time/],
+  ['{"op":"history","since":1764590400000}', /^field "since" must be an ISO 8601 time .*, got 1764590400000$/],
+  ['{"op":"history","limit":0}', 'field "limit" must be an integer from 1 to 1000000, got 0'],
+  ['{"op":"history","limit":"5"}', 'field "limit" must be an integer from 1 to 1000000, got "5"'],
+  ['{"op":"history","guest":""}', 'field "guest" must be a string of 1 to 256 characters, got ""'],
+  ['{"op":"history","pid":1}', 'unknown field "pid" for op "history"; valid fields: since, guest, limit'],
 ];
 
 describe('parseRequest', () => {
@@ -153,7 +164,7 @@ describe('parseRequest', () => {
       assert.ok(good.some(([, r]) => r.op === op), `a good line for ${op}`);
       assert.ok(bad.some(([l]) => l.includes(`"op":"${op}"`)), `a bad line for ${op}`);
     }
-    assert.deepEqual([...OP_NAMES].sort(), ['admit', 'arm', 'exited', 'limits', 'list', 'reap', 'status']);
+    assert.deepEqual([...OP_NAMES].sort(), ['admit', 'arm', 'exited', 'history', 'limits', 'list', 'reap', 'status']);
   });
 
   it('refuses a line longer than MAX_REQUEST_BYTES, counted in bytes, without parsing it', () => {
@@ -177,6 +188,7 @@ describe('encodeResponse', () => {
   it('writes one line per response, newline-terminated', () => {
     assert.equal(encodeResponse({ ok: true, result: { a: [1, 'x\ny'] } }), '{"ok":true,"result":{"a":[1,"x\\ny"]}}\n');
     assert.equal(encodeResponse({ ok: false, error: 'no such guest "vm1"' }), '{"ok":false,"error":"no such guest \\"vm1\\""}\n');
+    assert.equal(encodeResponse({ ok: false, error: 'no live process with pid 7', kind: 'not-found' }), '{"ok":false,"error":"no live process with pid 7","kind":"not-found"}\n');
   });
 
   it('sends a missing result as null, so that every success has a result field', () => {

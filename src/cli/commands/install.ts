@@ -46,6 +46,8 @@ export function registerInstall(program: Command): void {
         '      runs the copy\'s CLI with the node checked at install time\n' +
         `  ${layout.unit}\n` +
         '      runs `pvteardown daemon`, restarted at once whenever it ends (queued helpers wait frozen for it)\n' +
+        `  ${layout.manPage}, ${layout.completion}\n` +
+        "      pvteardown(1) and bash's completion of pvteardown, as the build rendered them from this --help\n" +
         '\nThen:\n' +
         '  systemctl daemon-reload && systemctl enable --now pvteardown\n' +
         '  systemctl restart libvirtd     (or virtqemud: libvirt reads its hooks only when it starts)\n' +

@@ -1,8 +1,8 @@
-// `pvteardown status` and `pvteardown list`: what the daemon knows, what is still being cleared.
+// `pvteardown status`: the daemon, its limits, the kernel's features and its teardowns counted.
 import type { Command } from 'commander';
-import type { StatusView, TeardownView } from '../../protocol/api.js';
+import type { StatusView } from '../../protocol/api.js';
 import { askDaemon } from '../ask-daemon.js';
-import { bytes, printJson, seconds, table, visible } from '../format.js';
+import { bytes, printJson, visible } from '../format.js';
 import { globals } from '../global-options.js';
 
 export function registerStatus(program: Command): void {
@@ -30,31 +30,6 @@ export function registerStatus(program: Command): void {
           : `storage     ${st.unjournaled} journal lines and ${st.unsavedStateFiles} state files not yet written (retried every second), ` +
               `${st.corruptStateFiles.length} state files set aside${st.corruptStateFiles.length ? ` (${st.corruptStateFiles.map(visible).join(', ')})` : ''}` +
               `${st.lastError ? `; last error: ${visible(st.lastError)}` : ''}`,
-      );
-    });
-
-  program
-    .command('list')
-    .description('every teardown the daemon knows, newest last, with the memory each still has to clear')
-    .action(async (_opts: object, cmd: Command) => {
-      const rows = await askDaemon<TeardownView[]>(cmd, { op: 'list' });
-      if (globals(cmd).json) return printJson(rows);
-      if (rows.length === 0) return console.log('no teardowns');
-      console.log(
-        table(
-          ['ID', 'GUEST', 'PID', 'HELPER', 'STRATEGY', 'STATE', 'CPU', 'LEFT', 'CLEARED IN'],
-          rows.map((t) => [
-            t.id,
-            t.guest,
-            String(t.pid),
-            String(t.helperPid ?? '-'),
-            t.strategy,
-            t.state,
-            seconds(t.cpuUsec / 1000),
-            bytes(t.memoryLeftBytes),
-            t.exitedAt && t.finishedAt ? seconds(Date.parse(t.finishedAt) - Date.parse(t.exitedAt)) : '-',
-          ]),
-        ),
       );
     });
 }

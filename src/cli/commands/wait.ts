@@ -3,14 +3,9 @@ import type { Command } from 'commander';
 import type { TeardownView } from '../../protocol/api.js';
 import { askDaemon } from '../ask-daemon.js';
 import { bytes, printJson, visible } from '../format.js';
+import { EXIT, ExitError } from '../exit-codes.js';
 import { globals, wholeNumber } from '../global-options.js';
-
-const finished = (t: TeardownView) => t.state === 'done' || t.state === 'failed';
-
-/** A guest is named as libvirt does (name or UUID), or by a teardown id or the guest's pid. */
-function matches(t: TeardownView, ref: string): boolean {
-  return t.guest === ref || t.id === ref || String(t.pid) === ref || t.cgroup.endsWith(`/${ref}`);
-}
+import { isFinished, matches } from '../teardowns.js';
 
 function progressBar(left: number, total: number, width = 30): string {
   const done = total > 0 ? Math.min(1, Math.max(0, 1 - left / total)) : 1;
@@ -23,7 +18,7 @@ export function registerWait(program: Command): void {
     .command('wait')
     .description(
       "block until the memory of a guest's latest teardown is back: a progress bar on a terminal, a line per " +
-        'second otherwise. Exit 0 when done, 1 when it failed, 3 on --timeout.',
+        'second otherwise. Exit 0 when its memory is back, 1 when it failed, 3 on --timeout, 4 when the daemon knows no such guest.',
     )
     .argument('<guest>', 'domain name or UUID, teardown id, or guest pid')
     .option('--timeout <s>', 'give up after this many seconds', wholeNumber('--timeout', 1, 86400))
@@ -38,18 +33,18 @@ export async function waitForTeardown(cmd: Command, ref: string, opts: { timeout
   for (;;) {
     const all = await askDaemon<TeardownView[]>(cmd, { op: 'list' });
     const t = all.filter((v) => matches(v, ref)).at(-1);
-    if (!t) throw new Error(`no teardown for '${ref}': pvteardown list shows the guests the daemon knows`);
-    if (finished(t)) {
+    if (!t) throw new ExitError(`no teardown for '${ref}': pvteardown list --all shows the guests the daemon knows`, EXIT.NOT_FOUND);
+    if (isFinished(t)) {
       if (tty) process.stderr.write('\n');
       if (globals(cmd).json) printJson(t);
       else console.log(`${visible(t.guest)}: ${t.state}${t.error ? `: ${visible(t.error)}` : `, ${bytes(t.bytes)} cleared`}`);
-      process.exitCode = t.state === 'done' ? 0 : 1;
+      process.exitCode = t.state === 'failed' ? EXIT.FAILED : EXIT.OK;
       return;
     }
     if (Date.now() > deadline) {
       if (tty) process.stderr.write('\n');
       process.stderr.write(`pvteardown: wait: ${visible(t.guest)} still ${t.state} after ${opts.timeout} s, ${bytes(t.memoryLeftBytes)} left\n`);
-      process.exitCode = 3;
+      process.exitCode = EXIT.TIMEOUT;
       return;
     }
     // A guest's name is the guest owner's: a newline or an escape in it must not reach the terminal.
