@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
 command -v make >/dev/null || missing+=(make)
+# apparmor_parser: the tests compile install's AppArmor rules against libvirt's profiles.
+command -v apparmor_parser >/dev/null || missing+=(apparmor)
 if ((${#missing[@]})); then
   [ "$(id -u)" = 0 ] || { echo "setup: need ${missing[*]}: run as root or install them" >&2; exit 1; }
   apt-get update -qq
