@@ -111,8 +111,8 @@ export function checkedNode(given: string): string {
 }
 
 /** Every place install writes into must be root's alone, or what root runs from there is not. */
-function checkTargets(layout: InstallLayout): void {
-  const locals = appArmorTargets(layout).map((t) => t.local);
+function checkTargets(layout: InstallLayout, node: string): void {
+  const locals = appArmorTargets(layout, node).map((t) => t.local);
   for (const target of [layout.libDir, layout.bin, layout.hook, layout.unit, layout.wrapperDir, ...locals]) {
     const at = nearestExisting(path.dirname(target));
     const why = othersCanChange(at);
@@ -189,7 +189,7 @@ export function install(opts: InstallOptions): Step[] {
       `the shim would be at ${JSON.stringify(layout.shim)}, a path with a space or ':' that LD_PRELOAD cannot hold (the dynamic linker splits entries there): choose a --root without them`,
     );
   }
-  checkTargets(layout);
+  checkTargets(layout, node);
   const entries = payload(packageRoot);
   const template = readTemplate(path.join(packageRoot, 'hooks', 'qemu'));
   for (const f of [layout.hook, layout.unit, layout.bin]) refuseForeign(f);
@@ -225,7 +225,7 @@ export function install(opts: InstallOptions): Step[] {
     w.write(layout.hook, renderHook(template, node, layout, opts.socket), 0o755);
     w.write(layout.unit, renderUnit(layout, node, opts.socket), 0o644);
     // Not in the manifest's files: uninstall takes out the block, never the operator's file.
-    const aa = installAppArmor(layout);
+    const aa = installAppArmor(layout, node);
     apparmor.push(...aa.steps);
     for (const f of aa.created) apparmorCreated.add(f);
     const written = new Set(w.steps.map((s) => s.path));

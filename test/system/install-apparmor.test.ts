@@ -6,7 +6,7 @@
 // compilation, and a missing block.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
@@ -101,7 +101,11 @@ describe('pvteardown install --root: AppArmor rules for the shim and the wrapper
     assert.match(block, new RegExp(`^  "${tree.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/native/build/libpvteardown-shim\\.so" mr,$`, 'm'));
     assert.match(block, new RegExp(`^  "${layout.wrapperDir}/qemu-system-\\*" r,$`, 'm'));
     assert.equal(block.split('\n').filter((l) => l && !l.trimStart().startsWith('#')).length, 2, 'the shim and the wrappers, nothing else');
-    assert.match(readFileSync(daemonLocal, 'utf8'), new RegExp(`^  "${layout.wrapperDir}/qemu-system-\\*" ix,$`, 'm'));
+    const daemon = readFileSync(daemonLocal, 'utf8');
+    assert.match(daemon, new RegExp(`^  "${layout.wrapperDir}/qemu-system-\\*" ix,$`, 'm'));
+    // The hook (run in libvirtd's profile) runs this node; /usr/bin/node overlaps /usr/bin/* PUx.
+    assert.match(daemon, new RegExp(`^  "${realpathSync(process.execPath)}" PUx,$`, 'm'));
+    assert.equal(daemon.split('\n').filter((l) => l && !l.trimStart().startsWith('#')).length, 2, 'the wrappers and node, nothing else');
     assert.deepEqual(parse(dir, guestProfile), { ok: true, stderr: '' });
     assert.deepEqual(parse(dir, path.join(dir, 'usr.sbin.libvirtd')), { ok: true, stderr: '' });
 
@@ -130,7 +134,7 @@ describe('pvteardown install --root: AppArmor rules for the shim and the wrapper
     if (!available(t)) return;
     const out = cli(['doctor', '--root', root]).stdout;
     assert.match(out, new RegExp(`^ok +AppArmor +${guestLocal} has install's rules for QEMU under libvirt's per-guest profile$`, 'm'));
-    assert.match(out, new RegExp(`^ok +AppArmor +${daemonLocal} has install's rules for libvirtd probing an emulator$`, 'm'));
+    assert.match(out, new RegExp(`^ok +AppArmor +${daemonLocal} has install's rules for libvirtd probing an emulator and running the hook$`, 'm'));
     assert.match(out, new RegExp(`^ok +AppArmor +${path.join(dir, 'abstractions', 'libvirt-qemu')} compiles with ${guestLocal}$`, 'm'));
     assert.match(out, new RegExp(`^ok +AppArmor +${path.join(dir, 'usr.sbin.libvirtd')} compiles with ${daemonLocal}$`, 'm'));
     const good = readFileSync(guestLocal, 'utf8');

@@ -50,10 +50,12 @@ export function registerInstall(program: Command): void {
         '      runs `pvteardown daemon`, restarted at once whenever it ends (queued helpers wait frozen for it)\n' +
         '  /etc/apparmor.d/local/abstractions/libvirt-qemu, /etc/apparmor.d/local/usr.sbin.libvirtd (and virtqemud)\n' +
         "      where libvirt's AppArmor profiles are: a marked block letting QEMU map the shim and read the\n" +
-        '      wrappers, and libvirtd run them (uninstall removes the block, the rest of the file stays);\n' +
+        "      wrappers, and libvirtd run them and the hook's node (uninstall removes the block, the rest\n" +
+        '      of the file stays);\n' +
         '      under SELinux install changes no policy and prints the semanage/restorecon lines it needs\n' +
         '\nThen:\n' +
         '  systemctl daemon-reload && systemctl enable --now pvteardown\n' +
+        '  apparmor_parser -r /etc/apparmor.d/usr.sbin.libvirtd   (where AppArmor is: install prints it)\n' +
         '  systemctl restart libvirtd     (or virtqemud: libvirt reads its hooks only when it starts)\n' +
         '  pvteardown enable DOMAIN       (for each guest whose memory pvteardown should clear)\n' +
         '\nExamples:\n' +
