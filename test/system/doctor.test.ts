@@ -2,8 +2,9 @@
 // complete install under --root every part of it is ok, one emulator a line; with one part
 // removed or broken, that part fails (exit 1) with its fix, and the others stay ok.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
@@ -22,16 +23,34 @@ function skip(t: TestContext, why: string): void {
 }
 
 describe('pvteardown doctor', { concurrency: false }, () => {
-  it('as a user other than root: its first line says so, and it exits 1 rather than claim all is well', (t) => {
+  it("as a user other than root: its first line says so, it exits 1 rather than claim all is well, and the daemon's socket is one it cannot check", async (t) => {
     if (!requireRoot(t)) return;
     // The CLI and its packages must be readable by nobody, or the run below proves nothing.
     const probe = spawnSync(process.execPath, [CLI, '--version'], { encoding: 'utf8', uid: NOBODY, gid: NOBODY });
     if (probe.status !== 0) return skip(t, `uid ${NOBODY} cannot run ${CLI} (${probe.stderr.trim().split('\n')[0] ?? probe.status}): make the checkout world-readable`);
-    const r = spawnSync(process.execPath, [CLI, 'doctor'], { encoding: 'utf8', uid: NOBODY, gid: NOBODY });
-    assert.equal(r.status, 1, r.stdout + r.stderr);
-    const [first, fix] = r.stdout.split('\n');
-    assert.match(first!, new RegExp(`^FAIL +root +running as uid ${NOBODY}, not root: `));
-    assert.equal(fix, '      fix: sudo pvteardown doctor');
+    // A root-only socket, as the daemon's is (mode 0600), in a directory anyone may enter.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'pvteardown-doctor-sock-'));
+    chmodSync(dir, 0o755);
+    const socket = path.join(dir, 'pvtd.sock');
+    const server = net.createServer((c) => c.destroy());
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    chmodSync(socket, 0o600);
+    try {
+      const r = await new Promise<{ status: number | null; stdout: string }>((resolve) => {
+        const child = spawn(process.execPath, [CLI, '--socket', socket, 'doctor'], { uid: NOBODY, gid: NOBODY });
+        let stdout = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.on('close', (status) => resolve({ status, stdout }));
+      });
+      assert.equal(r.status, 1, r.stdout);
+      const [first, fix] = r.stdout.split('\n');
+      assert.match(first!, new RegExp(`^FAIL +root +running as uid ${NOBODY}, not root: `));
+      assert.equal(fix, '      fix: sudo pvteardown doctor');
+      assert.match(r.stdout, new RegExp(`^warn +daemon +cannot check as uid ${NOBODY}: ${esc(socket)} is root's\n +fix: sudo pvteardown doctor$`, 'm'));
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
     // Root's run of the same checks is not failed by the root line (cli.test.ts asserts it passes).
     const asRoot = spawnSync(process.execPath, [CLI, 'doctor'], { encoding: 'utf8' });
     assert.doesNotMatch(asRoot.stdout, /^FAIL +root /m);
