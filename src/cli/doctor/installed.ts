@@ -122,7 +122,7 @@ function configCheck(layout: InstallLayout): Check {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return { name, status: 'warn', detail: `no ${file}: the built-in defaults apply`, fix: `${AGAIN}, or write one (see pvteardown daemon --help)` };
+    if (code === 'ENOENT') return { name, status: 'warn', detail: `no ${file}: the built-in defaults apply`, fix: `${AGAIN}, or write ${file} (TOML) to change a default` };
     const uid = notRoot();
     if (uid !== null && code === 'EACCES') return { name, status: 'warn', detail: `cannot check as uid ${uid}: ${file} is not readable (${code})`, fix: 'sudo pvteardown doctor' };
     return { name, status: 'fail', detail: `cannot read ${file} (${code})`, fix: `make it a file root can read, or remove it` };
