@@ -10,6 +10,8 @@ command -v cc >/dev/null || missing+=(gcc libc6-dev)
 command -v make >/dev/null || missing+=(make)
 # The man page test renders pvteardown(1) with groff -ww.
 command -v groff >/dev/null || missing+=(groff-base)
+# apparmor_parser: the tests compile install's AppArmor rules against libvirt's profiles.
+command -v apparmor_parser >/dev/null || missing+=(apparmor)
 if ((${#missing[@]})); then
   [ "$(id -u)" = 0 ] || { echo "setup: need ${missing[*]}: run as root or install them" >&2; exit 1; }
   apt-get update -qq

@@ -1,10 +1,12 @@
 // `pvteardown install` / `uninstall`: root's own copy of pvteardown (program, production packages,
 // shim and helper), `pvteardown` on PATH, the hook drop-in, one emulator wrapper per qemu-system-*
-// and the service unit, which run only from that copy. Both idempotent; uninstall removes only
-// what install wrote (listed in the manifest, text files also carrying MARKER).
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+// and the service unit, which run only from that copy; where libvirt's AppArmor profiles are, the
+// rules QEMU needs for the shim (src/install/apparmor.ts). Both idempotent; uninstall removes only
+// what install wrote (listed in the manifest, text files also carrying MARKER; AppArmor's block).
+import { chmodSync, closeSync, existsSync, openSync, readSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../paths.js';
+import { appArmorTargets, installAppArmor, uninstallAppArmor } from './apparmor.js';
 import { InstallError, fsFail } from './errors.js';
 import { installLayout, MARKER, type InstallLayout } from './layout.js';
 import { DOCS, payload } from './payload.js';
@@ -22,6 +24,8 @@ interface Manifest {
   dirs: string[];
   /** Copies of the program in libDir: the current one and the one before it (a running daemon's). */
   trees: string[];
+  /** AppArmor local files install created (the others only got its block). */
+  apparmorCreated: string[];
 }
 
 export interface InstallOptions {
@@ -37,17 +41,23 @@ function readManifest(layout: InstallLayout): Manifest {
   try {
     const m = JSON.parse(readFileSync(layout.manifest, 'utf8')) as Partial<Manifest>;
     const strings = (v: unknown) => (Array.isArray(v) ? v.filter((f): f is string => typeof f === 'string') : []);
-    return { files: strings(m.files), dirs: strings(m.dirs), trees: strings(m.trees) };
+    return { files: strings(m.files), dirs: strings(m.dirs), trees: strings(m.trees), apparmorCreated: strings(m.apparmorCreated) };
   } catch {
-    return { files: [], dirs: [], trees: [] };
+    return { files: [], dirs: [], trees: [], apparmorCreated: [] };
   }
 }
 
+/** Reads the first 512 bytes only: it is asked of every emulator binary on PATH. */
 function isMarked(file: string): boolean {
+  let fd: number | undefined;
   try {
-    return readFileSync(file, 'utf8').slice(0, 512).includes(MARKER);
+    fd = openSync(file, 'r');
+    const head = Buffer.alloc(512);
+    return head.subarray(0, readSync(fd, head, 0, head.length, 0)).toString('utf8').includes(MARKER);
   } catch {
     return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 
@@ -101,8 +111,9 @@ export function checkedNode(given: string): string {
 }
 
 /** Every place install writes into must be root's alone, or what root runs from there is not. */
-function checkTargets(layout: InstallLayout): void {
-  for (const target of [layout.libDir, layout.bin, layout.hook, layout.unit, layout.wrapperDir, layout.config, layout.manPage, layout.completion]) {
+function checkTargets(layout: InstallLayout, node: string): void {
+  const locals = appArmorTargets(layout, node).map((t) => t.local);
+  for (const target of [layout.libDir, layout.bin, layout.hook, layout.unit, layout.wrapperDir, layout.config, layout.manPage, layout.completion, ...locals]) {
     const at = nearestExisting(path.dirname(target));
     const why = othersCanChange(at);
     if (why !== null) {
@@ -186,7 +197,7 @@ export function install(opts: InstallOptions): Step[] {
       `the shim would be at ${JSON.stringify(layout.shim)}, a path with a space or ':' that LD_PRELOAD cannot hold (the dynamic linker splits entries there): choose a --root without them`,
     );
   }
-  checkTargets(layout);
+  checkTargets(layout, node);
   const entries = payload(packageRoot);
   const template = readTemplate(path.join(packageRoot, 'hooks', 'qemu'));
   for (const f of [layout.hook, layout.unit, layout.bin, layout.manPage, layout.completion]) refuseForeign(f);
@@ -199,6 +210,8 @@ export function install(opts: InstallOptions): Step[] {
   const previous = readManifest(layout);
   const w = new Writer();
   const treeSteps: Step[] = [];
+  const apparmor: Step[] = [];
+  const apparmorCreated = new Set(previous.apparmorCreated);
   const stale: Step[] = [];
   const trees = new Set<string>();
   let failure: unknown = null;
@@ -222,6 +235,10 @@ export function install(opts: InstallOptions): Step[] {
     w.writeConfig(layout.config);
     w.write(layout.manPage, markedManPage(readTemplate(path.join(packageRoot, DOCS[0]!))), 0o644);
     w.write(layout.completion, markedCompletion(readTemplate(path.join(packageRoot, DOCS[1]!))), 0o644);
+    // Not in the manifest's files: uninstall takes out the block, never the operator's file.
+    const aa = installAppArmor(layout, node);
+    apparmor.push(...aa.steps);
+    for (const f of aa.created) apparmorCreated.add(f);
     const written = new Set(w.steps.map((s) => s.path));
     // Files of an earlier install no longer written: wrappers of emulators gone, and the shim and
     // helper that installs before the copy put at the top of libDir.
@@ -233,13 +250,14 @@ export function install(opts: InstallOptions): Step[] {
   }
   // Also after a failure: what was written is listed, so that uninstall still finds it, and what
   // the install before wrote stays listed, as nothing replaced it yet.
-  if (w.steps.length || trees.size) {
+  if (w.steps.length || trees.size || apparmorCreated.size) {
     const files = [...(failure ? previous.files : []), ...w.steps.map((s) => s.path), ...(trees.size ? [layout.current] : [])];
     const manifest = {
       [MARKER]: true,
       files: [...new Set([...files.filter((f) => f !== layout.manifest), layout.manifest])],
       dirs: [...new Set([...previous.dirs, ...w.createdDirs])],
       trees: [...new Set([...(failure ? previous.trees : []), ...trees])],
+      apparmorCreated: [...apparmorCreated],
     };
     try {
       w.write(layout.manifest, JSON.stringify(manifest, null, 1) + '\n', 0o644);
@@ -248,7 +266,7 @@ export function install(opts: InstallOptions): Step[] {
     }
   }
   if (failure) throw failure;
-  return [...treeSteps, ...w.steps, ...stale];
+  return [...treeSteps, ...w.steps, ...apparmor, ...stale];
 }
 
 function configIsOurs(file: string, ours = renderInstalledConfig()): boolean {
@@ -284,6 +302,7 @@ export function uninstall(root?: string): Step[] {
   const linked = current ? [layout.current] : [];
   const candidates = [...new Set([...manifest.files, ...marked, ...linked])].filter((f) => f !== layout.manifest);
   const steps = candidates.filter((f) => exists(f)).map((f) => removeOwned(layout, f));
+  steps.push(...uninstallAppArmor(layout, manifest.apparmorCreated));
   for (const t of new Set([...manifest.trees, ...(current ? [current] : [])])) {
     const s = removeTree(layout, t);
     if (s) steps.push(s);
@@ -293,7 +312,7 @@ export function uninstall(root?: string): Step[] {
   const kept = steps.filter((s) => s.action === 'kept' && s.path !== layout.config).map((s) => s.path);
   if (kept.length) {
     // The directories install created are still to go once the kept files are: remember them.
-    new Writer().write(layout.manifest, JSON.stringify({ [MARKER]: true, files: kept, dirs: manifest.dirs, trees: [] }, null, 1) + '\n', 0o644);
+    new Writer().write(layout.manifest, JSON.stringify({ [MARKER]: true, files: kept, dirs: manifest.dirs, trees: [], apparmorCreated: [] }, null, 1) + '\n', 0o644);
     steps.push({ action: 'kept', path: layout.manifest, why: 'lists what is left for the next uninstall' });
   } else if (existsSync(layout.manifest)) steps.push(removeOwned(layout, layout.manifest));
   for (const dir of [...manifest.dirs, layout.wrapperDir, layout.libDir].sort((a, b) => b.length - a.length)) {

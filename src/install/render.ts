@@ -10,7 +10,7 @@ export function shQuote(s: string): string {
 
 /** systemd's ExecStart splits on spaces, reads quotes and backslashes, and expands % specifiers
  * and $VARIABLES; a path is quoted whole and meant literally. */
-function unitQuote(raw: string): string {
+export function unitQuote(raw: string): string {
   const s = raw.replace(/%/g, '%%').replace(/\$/g, '$$$$');
   return /^[\w/.+:@=-]+$/.test(s) ? s : `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 }
@@ -55,6 +55,17 @@ LD_PRELOAD=${shQuote(layout.shim)}\${LD_PRELOAD:+:\$LD_PRELOAD}
 export LD_PRELOAD
 exec ${shQuote(emulator)} "$@"
 `;
+}
+
+const QUOTED = `'(?:[^']|'\\\\'')*'`;
+const unquote = (q: string) => q.slice(1, -1).replace(/'\\''/g, "'");
+
+/** What a wrapper of renderWrapper's runs: the shim it preloads and the emulator it execs; null
+ * for any other text. */
+export function wrapperTargets(text: string): { shim: string; emulator: string } | null {
+  const shim = new RegExp(`^LD_PRELOAD=(${QUOTED})\\$\\{LD_PRELOAD`, 'm').exec(text);
+  const emulator = new RegExp(`^exec (${QUOTED}) "\\$@"$`, 'm').exec(text);
+  return shim && emulator ? { shim: unquote(shim[1]!), emulator: unquote(emulator[1]!) } : null;
 }
 
 export function renderUnit(layout: InstallLayout, node: string, socket: string): string {

@@ -1,128 +1,51 @@
-// `pvteardown doctor`: is this host ready? Each check says what is wrong and how to fix it.
-import { accessSync, constants, existsSync, readdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
+// `pvteardown doctor`: is this host ready? One list of checks (src/cli/doctor/, one concern a
+// file), each ok, warn or FAIL with what to do; exit 1 when one fails or doctor is not root.
 import type { Command } from 'commander';
-import { detectHostLayout } from '../../cgroup/index.js';
-import type { StatusView } from '../../protocol/api.js';
-import { installLayout } from '../../install/layout.js';
-import { hookSetting } from '../../install/render.js';
-import { currentTree } from '../../install/tree.js';
-import { othersCanChange } from '../../install/trusted-path.js';
-import { nativePath } from '../../paths.js';
-import { openSys } from '../../sys/index.js';
-import { askDaemon } from '../ask-daemon.js';
+import { EXIT } from '../exit-codes.js';
 import { printJson } from '../format.js';
 import { globals } from '../global-options.js';
-
-interface Check {
-  name: string;
-  ok: boolean;
-  detail: string;
-  fix?: string;
-  /** Without it pvteardown cannot work at all (exit status 1). */
-  essential: boolean;
-}
-
-function onPath(prefix: string): string[] {
-  return (process.env.PATH ?? '').split(':').flatMap((dir) => {
-    try {
-      return readdirSync(dir).filter((f) => f.startsWith(prefix)).map((f) => path.join(dir, f));
-    } catch {
-      return [];
-    }
-  });
-}
-
-/** What root runs must be root's own copy and a node only root can change (see src/install/). */
-function installChecks(root: string | undefined): Check[] {
-  const layout = installLayout(root);
-  const out: Check[] = [];
-  const tree = currentTree(layout);
-  const copied = tree !== null && existsSync(layout.cli);
-  out.push({ name: 'installed copy', ok: copied, detail: copied ? `${layout.current} -> ${tree}` : `no copy at ${layout.current}`, fix: 'pvteardown install', essential: false });
-  let text: string;
-  try {
-    text = readFileSync(layout.hook, 'utf8');
-  } catch {
-    out.push({ name: 'libvirt hook', ok: false, detail: `no ${layout.hook}`, fix: 'pvteardown install, then restart libvirtd', essential: false });
-    return out;
-  }
-  const main = hookSetting(text, 'MAIN') ?? '(no MAIN= line)';
-  const own = main === layout.hookMain && existsSync(main);
-  out.push({
-    name: 'libvirt hook',
-    ok: own,
-    detail: own
-      ? `${layout.hook} runs ${main}`
-      : `${layout.hook} runs ${main}, not root's copy ${layout.hookMain}: whoever can change that file is root at the next guest start, and when it moves guests go unmanaged`,
-    fix: 'pvteardown install again (it copies the program and rewrites the hook), then restart libvirtd',
-    essential: false,
-  });
-  const node = hookSetting(text, 'NODE') ?? '(no NODE= line)';
-  const why = path.isAbsolute(node) ? othersCanChange(node) : `it is looked up on PATH`;
-  out.push({
-    name: 'hook node',
-    ok: why === null,
-    detail: why === null ? node : `${node}: ${why}, so others could change what root runs`,
-    fix: "install node where only root can change it (e.g. the distribution's /usr/bin/node), then pvteardown install --node PATH",
-    essential: false,
-  });
-  return out;
-}
+import { formatCheck, type Check } from '../doctor/check.js';
+import { emulatorChecks } from '../doctor/emulators.js';
+import { hostChecks, rootCheck } from '../doctor/host.js';
+import { installedChecks } from '../doctor/installed.js';
+import { macChecks } from '../doctor/mac.js';
 
 async function checks(cmd: Command, root: string | undefined): Promise<Check[]> {
-  const out: Check[] = [];
-  const add = (c: Check) => out.push(c);
-  const executable = (file: string) => {
-    try {
-      accessSync(file, constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  const helper = nativePath('pvteardown-helper');
-  add({ name: 'helper binary', ok: executable(helper), detail: helper, fix: 'build it: npm run build (make -C native)', essential: true });
-  const shim = nativePath('libpvteardown-shim.so');
-  add({ name: 'shim library', ok: existsSync(shim), detail: shim, fix: 'build it: npm run build (make -C native)', essential: true });
-  if (executable(helper)) {
-    const k = await openSys().probe();
-    add({ name: 'pidfd', ok: k.pidfd, detail: `kernel ${k.kernel}`, fix: 'Linux >= 5.3 is needed', essential: true });
-    add({ name: 'kcmp', ok: k.kcmp, detail: 'finds the helper that shares a guest\'s memory', fix: 'a kernel with CONFIG_KCMP (CHECKPOINT_RESTORE)', essential: true });
-    add({ name: 'process_mrelease', ok: k.processMrelease, detail: 'fallback for guests destroyed without a helper', fix: 'Linux >= 5.15 for the mrelease fallback', essential: false });
-  }
-  try {
-    const layout = detectHostLayout();
-    add({ name: 'cgroups', ok: true, detail: layout.version === 'v2' ? `v2 at ${layout.mount}` : `v1/hybrid: ${Object.values(layout.mounts).join(', ')}`, essential: true });
-  } catch (err) {
-    add({ name: 'cgroups', ok: false, detail: (err as Error).message, fix: 'mount cgroup2 with cpu and memory, or v1 cpu, cpuacct, freezer, memory', essential: true });
-  }
-  try {
-    const s = await askDaemon<StatusView>(cmd, { op: 'status' }, 3000);
-    add({ name: 'daemon', ok: true, detail: `pid ${s.daemon.pid} on ${globals(cmd).socket}`, essential: false });
-  } catch (err) {
-    add({ name: 'daemon', ok: false, detail: (err as Error).message, fix: 'start it: pvteardown daemon (or its service unit)', essential: false });
-  }
-  add({ name: 'libvirt', ok: existsSync('/run/libvirt/libvirt-sock'), detail: '/run/libvirt/libvirt-sock', fix: 'start libvirtd to manage guests through libvirt', essential: false });
-  const qemus = onPath('qemu-system-');
-  add({ name: 'QEMU', ok: qemus.length > 0, detail: qemus.join(', ') || 'no qemu-system-* on PATH', fix: 'install QEMU (e.g. qemu-system-x86, qemu-system-s390x)', essential: false });
-  out.push(...installChecks(root));
-  return out;
+  return [...rootCheck(), ...(await hostChecks(cmd)), ...emulatorChecks(root), ...installedChecks(root), ...macChecks(root)];
 }
 
 export function registerDoctor(program: Command): void {
   program
     .command('doctor')
-    .description('check that this host can run pvteardown: binaries, kernel features, cgroups, daemon, libvirt, QEMU, the installed copy, hook and its node; each problem with its fix. Exit 1 when an essential check fails')
+    .summary('check that this host can run pvteardown, and what install set up; each problem with its fix')
+    .description(
+      'Check this host and what `pvteardown install` set up, one line each: ok, warn (pvteardown works, less ' +
+        'well or not for every guest) or FAIL (it does not), each warn and FAIL with the fix on the line below. ' +
+        'Run it as root: as another user it says so on its first line and exits 1, as it cannot see what root sees.',
+    )
     .option('--root <dir>', 'check the install under DIR (as `pvteardown install --root DIR` wrote it) instead of the one at /')
+    .addHelpText(
+      'after',
+      '\nWhat it checks:\n' +
+        '  the build          helper binary, shim library; kernel: pidfd, kcmp, process_mrelease; cgroups\n' +
+        "  the daemon         answers on --socket's socket; libvirt's socket is there\n" +
+        '  QEMU               one line per qemu-system-*: wrapped by install\'s wrapper, which preloads\n' +
+        "                     root's shim and execs that emulator (a wrapper whose emulator is gone fails)\n" +
+        "  the install        root's copy (root's alone, down to every file), the libvirt hook and its node,\n" +
+        '                     the service unit (and whether it is enabled), /etc/pvteardown/pvteardown.conf\n' +
+        "  the MAC policy     AppArmor: libvirt's local files carry install's rules (QEMU maps the shim and\n" +
+        "                     reads the wrappers; libvirtd runs them) and its profiles compile with them\n" +
+        '                     (apparmor_parser -Q); SELinux: the copy is lib_t, the wrappers qemu_exec_t\n' +
+        '\nExit status: 0 when nothing FAILs, 1 when something does or when not run as root.\n' +
+        '\nExamples:\n' +
+        '  sudo pvteardown doctor\n' +
+        '  sudo pvteardown --json doctor                  (name, status, detail, fix of each check)\n' +
+        '  pvteardown doctor --root /tmp/stage            (an install made with install --root /tmp/stage)\n',
+    )
     .action(async (opts: { root?: string }, cmd: Command) => {
       const results = await checks(cmd, opts.root);
       if (globals(cmd).json) printJson(results);
-      else {
-        for (const c of results) {
-          console.log(`${c.ok ? 'ok  ' : c.essential ? 'FAIL' : 'warn'}  ${c.name.padEnd(17)} ${c.detail}${c.ok || !c.fix ? '' : `\n      fix: ${c.fix}`}`);
-        }
-      }
-      process.exitCode = results.some((c) => c.essential && !c.ok) ? 1 : 0;
+      else for (const c of results) console.log(formatCheck(c));
+      process.exitCode = results.some((c) => c.status === 'fail') ? EXIT.FAILED : EXIT.OK;
     });
 }

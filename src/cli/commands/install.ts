@@ -1,7 +1,9 @@
 // `pvteardown install` / `pvteardown uninstall`: put pvteardown into libvirt's path, or take it out.
 import type { Command } from 'commander';
 import { install, uninstall, type Step } from '../../install/install.js';
+import { reloadHint } from '../../install/apparmor.js';
 import { installLayout } from '../../install/layout.js';
+import { selinuxCommands, selinuxMode } from '../../install/selinux.js';
 import { printJson } from '../format.js';
 import { globals } from '../global-options.js';
 
@@ -48,8 +50,14 @@ export function registerInstall(program: Command): void {
         '      runs `pvteardown daemon`, restarted at once whenever it ends (queued helpers wait frozen for it)\n' +
         `  ${layout.manPage}, ${layout.completion}\n` +
         "      pvteardown(1) and bash's completion of pvteardown, as the build rendered them from this --help\n" +
+        '  /etc/apparmor.d/local/abstractions/libvirt-qemu, /etc/apparmor.d/local/usr.sbin.libvirtd (and virtqemud)\n' +
+        "      where libvirt's AppArmor profiles are: a marked block letting QEMU map the shim and read the\n" +
+        "      wrappers, and libvirtd run them and the hook's node (uninstall removes the block, the rest\n" +
+        '      of the file stays);\n' +
+        '      under SELinux install changes no policy and prints the semanage/restorecon lines it needs\n' +
         '\nThen:\n' +
         '  systemctl daemon-reload && systemctl enable --now pvteardown\n' +
+        '  apparmor_parser -r /etc/apparmor.d/usr.sbin.libvirtd   (where AppArmor is: install prints it)\n' +
         '  systemctl restart libvirtd     (or virtqemud: libvirt reads its hooks only when it starts)\n' +
         '  pvteardown enable DOMAIN       (for each guest whose memory pvteardown should clear)\n' +
         '\nExamples:\n' +
@@ -66,6 +74,11 @@ export function registerInstall(program: Command): void {
       if (!steps.some((s) => s.path.startsWith(installLayout(opts.root).wrapperDir + '/'))) {
         console.log('note: no qemu-system-* found, so no emulator wrapper was written (install QEMU, then run install again)');
       }
+      const layout = installLayout(opts.root);
+      const reload = reloadHint(layout, steps.filter((s) => s.action === 'wrote').map((s) => s.path));
+      if (reload) console.log(`next: ${reload}   (libvirtd's AppArmor profile may now run the wrappers; guests' profiles pick the rules up at their next start)`);
+      const selinux = selinuxMode();
+      if (selinux) console.log(`note: SELinux is ${selinux}; label the copy and the wrappers for QEMU (svirt_t): ${selinuxCommands(layout).join('; ')}`);
       console.log(
         'next: systemctl daemon-reload && systemctl enable --now pvteardown; then restart libvirtd ' +
           '(systemctl restart libvirtd or virtqemud): libvirt reads its hooks only when it starts',
