@@ -217,8 +217,23 @@ export function uninstallAppArmor(layout: InstallLayout, created: readonly strin
   return steps;
 }
 
-/** A command that reloads the profiles whose rules install changed (the guests' are rebuilt at each start). */
+/** The loaded profiles whose rules install changed (the guests' are rebuilt at each start). */
+export function profilesToReload(layout: InstallLayout, changed: readonly string[]): string[] {
+  return appArmorTargets(layout, null)
+    .filter((t) => changed.includes(t.local) && t.profile !== path.join(appArmorDir(layout), 'abstractions', 'libvirt-qemu'))
+    .map((t) => t.profile);
+}
+
+/** A command that reloads the profiles whose rules install changed, or null when there are none. */
 export function reloadHint(layout: InstallLayout, changed: readonly string[]): string | null {
-  const daemons = appArmorTargets(layout, null).filter((t) => changed.includes(t.local) && t.profile !== path.join(appArmorDir(layout), 'abstractions', 'libvirt-qemu'));
-  return daemons.length ? `apparmor_parser -r ${daemons.map((t) => t.profile).join(' ')}` : null;
+  const profiles = profilesToReload(layout, changed);
+  return profiles.length ? `apparmor_parser -r ${profiles.join(' ')}` : null;
+}
+
+export function appArmorEnabled(): boolean {
+  try {
+    return readFileSync('/sys/module/apparmor/parameters/enabled', 'utf8').trim() === 'Y';
+  } catch {
+    return false;
+  }
 }

@@ -1,7 +1,9 @@
 // `pvteardown install` / `pvteardown uninstall`: put pvteardown into libvirt's path, or take it out.
 import type { Command } from 'commander';
 import { install, uninstall, type Step } from '../../install/install.js';
-import { reloadHint } from '../../install/apparmor.js';
+import { spawnSync } from 'node:child_process';
+import { appArmorEnabled, profilesToReload, reloadHint } from '../../install/apparmor.js';
+import { EXIT } from '../exit-codes.js';
 import { installLayout } from '../../install/layout.js';
 import { selinuxCommands, selinuxMode } from '../../install/selinux.js';
 import { printJson } from '../format.js';
@@ -53,12 +55,11 @@ export function registerInstall(program: Command): void {
         '  /etc/apparmor.d/local/abstractions/libvirt-qemu, /etc/apparmor.d/local/usr.sbin.libvirtd (and virtqemud)\n' +
         "      where libvirt's AppArmor profiles are: a marked block letting QEMU map the shim and read the\n" +
         "      wrappers, and libvirtd run them and the hook's node (uninstall removes the block, the rest\n" +
-        '      of the file stays);\n' +
+        '      of the file stays); libvirtd\'s profile is reloaded (apparmor_parser -r) where AppArmor is enabled;\n' +
         '      under SELinux install changes no policy and prints the semanage/restorecon lines it needs\n' +
         '\nThen:\n' +
         '  systemctl daemon-reload && systemctl enable --now pvteardown\n' +
-        '  apparmor_parser -r /etc/apparmor.d/usr.sbin.libvirtd   (where AppArmor is: install prints it)\n' +
-        '  systemctl restart libvirtd     (or virtqemud: libvirt reads its hooks only when it starts)\n' +
+                '  systemctl restart libvirtd     (or virtqemud: libvirt reads its hooks only when it starts)\n' +
         '  pvteardown enable DOMAIN       (for each guest whose memory pvteardown should clear)\n' +
         '\nExamples:\n' +
         '  pvteardown install\n' +
@@ -75,8 +76,20 @@ export function registerInstall(program: Command): void {
         console.log('note: no qemu-system-* found, so no emulator wrapper was written (install QEMU, then run install again)');
       }
       const layout = installLayout(opts.root);
-      const reload = reloadHint(layout, steps.filter((s) => s.action === 'wrote').map((s) => s.path));
-      if (reload) console.log(`next: ${reload}   (libvirtd's AppArmor profile may now run the wrappers; guests' profiles pick the rules up at their next start)`);
+      const changed = steps.filter((s) => s.action === 'wrote').map((s) => s.path);
+      const profiles = profilesToReload(layout, changed);
+      // libvirtd probes an emulator (the wrapper) before any guest starts: with its profile still
+      // the old one it may not run the wrapper, and every guest enabled would fail to start.
+      if (profiles.length && !opts.root && appArmorEnabled()) {
+        const r = spawnSync('apparmor_parser', ['-r', ...profiles], { encoding: 'utf8' });
+        if (r.status === 0) console.log(`reloaded  ${profiles.join(' ')}  (AppArmor: libvirtd may now run the wrappers)`);
+        else {
+          process.stderr.write(`pvteardown: install: apparmor_parser -r ${profiles.join(' ')} failed (${r.error?.message ?? (r.stderr.trim().split('\n')[0] || `status ${r.status}`)}): run it yourself before starting a guest through a wrapper\n`);
+          process.exitCode = EXIT.FAILED;
+        }
+      } else if (profiles.length) {
+        console.log(`next: ${reloadHint(layout, changed)}   (where these profiles are loaded: libvirtd's may then run the wrappers; guests' profiles pick the rules up at their next start)`);
+      }
       const selinux = selinuxMode();
       if (selinux) console.log(`note: SELinux is ${selinux}; label the copy and the wrappers for QEMU (svirt_t): ${selinuxCommands(layout).join('; ')}`);
       console.log(

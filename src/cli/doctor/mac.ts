@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { appArmorDir, appArmorTargets, blockRules, reloadHint } from '../../install/apparmor.js';
+import { appArmorDir, appArmorEnabled, appArmorTargets, blockRules, reloadHint } from '../../install/apparmor.js';
 import { installLayout, type InstallLayout } from '../../install/layout.js';
 import { hookSetting } from '../../install/render.js';
 import { selinuxCommands, selinuxMode, selinuxType, SHIM_TYPE, WRAPPER_TYPE } from '../../install/selinux.js';
@@ -21,13 +21,6 @@ function hookNode(layout: InstallLayout): string | null {
   }
 }
 
-function appArmorEnabled(): boolean {
-  try {
-    return readFileSync('/sys/module/apparmor/parameters/enabled', 'utf8').trim() === 'Y';
-  } catch {
-    return false;
-  }
-}
 
 /** apparmor_parser's verdict on `profile` with the includes under `dir` only (--base: none of the host's), or null without a parser. */
 export function parseProfile(dir: string, profile: string): string | null | true {
