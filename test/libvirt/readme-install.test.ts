@@ -182,7 +182,7 @@ test("the README's install block, as written, yields a running service that arms
   const destroyMs = await timedDestroy(fresh, g.dom);
   const done = await until(
     'the teardown done',
-    async () => (JSON.parse(await pvteardown('list', '--all', '--json').catch(() => pvteardown('list', '--json'))) as TeardownView[]).find((v) => v.pid === g.pid),
+    async () => (JSON.parse(await pvteardown('list', '--all', '--json')) as TeardownView[]).find((v) => v.pid === g.pid),
     (v) => v?.state === 'done' || v?.state === 'failed',
     60_000,
   );
