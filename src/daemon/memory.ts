@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 
 /** MemAvailable plus the pages freed onto per-CPU lists, which MemAvailable does not count (after
- * a teardown it can stay hundreds of MB short for seconds: notes/teardown-costs.md). */
+ * a teardown it can stay hundreds of MB short for seconds, measured on a 2-CPU host). */
 export function availableBytes(): number {
   const meminfo = readFileSync('/proc/meminfo', 'utf8');
   const kib = Number(/^MemAvailable:\s+(\d+) kB$/m.exec(meminfo)?.[1] ?? 0);

@@ -1,4 +1,4 @@
-// A real libvirtd for tests (notes/libvirt-kvm-here.md): packages installed on demand, /dev/kvm
+// A real libvirtd for tests: packages installed on demand, /dev/kvm
 // opened to group kvm, virtlogd running, libvirtd under a child subreaper so that destroyed QEMUs
 // are reaped at once (PID 1 here reaps ~1.7 s late and libvirt waits for that on every destroy).
 // A running libvirtd is reused; one we start keeps running for later test files until stop().
