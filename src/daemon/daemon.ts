@@ -13,10 +13,12 @@ import { arm } from './arm.js';
 import type { DaemonContext } from './context.js';
 import type { Teardown } from './teardown.js';
 import { FreezeWatchdog } from './freeze-watchdog.js';
+import { answerHookCall } from './hook-call.js';
 import { InstanceLocks } from './instance-lock.js';
 import { Journal } from './journal.js';
 import { currentBootId, Lifecycle } from './lifecycle.js';
 import { watchLibvirt } from './libvirt-watch.js';
+import { QEMU_RUN_DIR } from '../libvirt/qemu-pid.js';
 import { memoryPressure } from './memory.js';
 import { serveMetrics } from './metrics.js';
 import { Pacer } from './pacing.js';
@@ -40,6 +42,8 @@ export interface DaemonOptions {
   libvirtUri?: string | null;
   /** Only domains whose name starts with this. */
   libvirtPrefix?: string;
+  /** Where libvirt's QEMU driver keeps NAME.pid (default /run/libvirt/qemu): the hook and the watcher read it. */
+  libvirtRunDir?: string;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -140,6 +144,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         if (req.uuid !== undefined) reapReq.uuid = req.uuid;
         return (await reap(ctx, reapReq)).view();
       }
+      case 'hook':
+        return answerHookCall(req, { ask: handle, runDir: opts.libvirtRunDir ?? QEMU_RUN_DIR });
     }
   };
   const server = await serveSocket(opts.socket, handle, { log: (message) => log.warn(message) });
@@ -147,7 +153,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const libvirt =
     opts.libvirtUri === null || opts.libvirtUri === undefined
       ? null
-      : watchLibvirt(ctx, { ...(opts.libvirtUri ? { uri: opts.libvirtUri } : {}), ...(opts.libvirtPrefix ? { namePrefix: opts.libvirtPrefix } : {}) });
+      : watchLibvirt(ctx, {
+          ...(opts.libvirtUri ? { uri: opts.libvirtUri } : {}),
+          ...(opts.libvirtPrefix ? { namePrefix: opts.libvirtPrefix } : {}),
+          ...(opts.libvirtRunDir ? { runDir: opts.libvirtRunDir } : {}),
+        });
 
   const tick = setInterval(() => {
     registry.retry();

@@ -1,6 +1,7 @@
 // `pvteardown daemon`: the foreground service (a service unit or the test harness runs it).
 import type { Command } from 'commander';
 import { DEFAULT_LIMITS, startDaemon } from '../../daemon/daemon.js';
+import { QEMU_RUN_DIR } from '../../libvirt/qemu-pid.js';
 import { globals, wholeNumber } from '../global-options.js';
 
 interface DaemonFlags {
@@ -17,6 +18,7 @@ interface DaemonFlags {
   libvirt?: boolean;
   libvirtUri?: string;
   libvirtPrefix?: string;
+  libvirtRunDir: string;
   psiBoost: number | 'off';
 }
 
@@ -49,6 +51,7 @@ export function registerDaemon(program: Command): void {
     .option('--libvirt', "follow libvirt's lifecycle events: arm guests that start with a helper, queue those that stop, reconcile at every (re)connect; a missing libvirtd is waited for (URI: -c, LIBVIRT_DEFAULT_URI or qemu:///system)")
     .option('--libvirt-uri <uri>', 'as --libvirt, with this libvirt URI')
     .option('--libvirt-prefix <p>', 'with --libvirt: follow only domains whose name starts with this')
+    .option('--libvirt-run-dir <dir>', "where libvirt's QEMU driver writes NAME.pid, read for the hook's started/reconnect and by --libvirt", QEMU_RUN_DIR)
     .action(async (flags: DaemonFlags, cmd: Command) => {
       const envNr = process.env.PVTEARDOWN_MMPUT_ASYNC_NR;
       const nr = flags.mmputAsyncNr ?? (envNr ? wholeNumber('PVTEARDOWN_MMPUT_ASYNC_NR', 0, 4095)(envNr) : null);
@@ -61,6 +64,7 @@ export function registerDaemon(program: Command): void {
         // Off unless asked: daemons of unrelated tests share this host's libvirtd and must not adopt its guests.
         libvirtUri: flags.libvirt || flags.libvirtUri ? (flags.libvirtUri ?? globals(cmd).connect ?? '') : null,
         ...(flags.libvirtPrefix ? { libvirtPrefix: flags.libvirtPrefix } : {}),
+        libvirtRunDir: flags.libvirtRunDir,
         limits: {
           ...DEFAULT_LIMITS,
           maxConcurrent: flags.maxConcurrent,
