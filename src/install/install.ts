@@ -170,7 +170,7 @@ function readTemplate(file: string): string {
 export function install(opts: InstallOptions): Step[] {
   const layout = installLayout(opts.root);
   const node = checkedNode(opts.node ?? process.execPath);
-  for (const f of [path.join(packageRoot, 'dist', 'src', 'hook', 'main.js'), path.join(packageRoot, 'dist', 'src', 'cli', 'main.js')]) {
+  for (const f of [path.join(packageRoot, 'dist', 'src', 'cli', 'main.js')]) {
     if (!existsSync(f)) throw new InstallError(`${f} is missing: build pvteardown first (npm run build)`);
   }
   if (/[\s:]/.test(layout.shim)) {
@@ -209,7 +209,7 @@ export function install(opts: InstallOptions): Step[] {
     }
     w.write(layout.bin, renderLauncher(node, layout), 0o755);
     for (const [name, real] of emulators) w.write(path.join(layout.wrapperDir, name), renderWrapper(layout, real), 0o755);
-    w.write(layout.hook, renderHook(template, node, layout, opts.socket), 0o755);
+    w.write(layout.hook, renderHook(template, layout, opts.socket), 0o755);
     w.write(layout.unit, renderUnit(layout, node, opts.socket), 0o644);
     const written = new Set(w.steps.map((s) => s.path));
     // Files of an earlier install no longer written: wrappers of emulators gone, and the shim and

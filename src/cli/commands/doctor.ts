@@ -7,7 +7,6 @@ import type { StatusView } from '../../protocol/api.js';
 import { installLayout } from '../../install/layout.js';
 import { hookSetting } from '../../install/render.js';
 import { currentTree } from '../../install/tree.js';
-import { othersCanChange } from '../../install/trusted-path.js';
 import { nativePath } from '../../paths.js';
 import { openSys } from '../../sys/index.js';
 import { askDaemon } from '../ask-daemon.js';
@@ -47,24 +46,15 @@ function installChecks(root: string | undefined): Check[] {
     out.push({ name: 'libvirt hook', ok: false, detail: `no ${layout.hook}`, fix: 'pvteardown install, then restart libvirtd', essential: false });
     return out;
   }
-  const main = hookSetting(text, 'MAIN') ?? '(no MAIN= line)';
-  const own = main === layout.hookMain && existsSync(main);
+  const client = hookSetting(text, 'CLIENT') ?? '(no CLIENT= line)';
+  const own = client === layout.hookClient && existsSync(client);
   out.push({
     name: 'libvirt hook',
     ok: own,
     detail: own
-      ? `${layout.hook} runs ${main}`
-      : `${layout.hook} runs ${main}, not root's copy ${layout.hookMain}: whoever can change that file is root at the next guest start, and when it moves guests go unmanaged`,
+      ? `${layout.hook} runs ${client}`
+      : `${layout.hook} runs ${client}, not root's copy ${layout.hookClient}: whoever can change that file is root at the next guest start, and when it moves guests go unmanaged`,
     fix: 'pvteardown install again (it copies the program and rewrites the hook), then restart libvirtd',
-    essential: false,
-  });
-  const node = hookSetting(text, 'NODE') ?? '(no NODE= line)';
-  const why = path.isAbsolute(node) ? othersCanChange(node) : `it is looked up on PATH`;
-  out.push({
-    name: 'hook node',
-    ok: why === null,
-    detail: why === null ? node : `${node}: ${why}, so others could change what root runs`,
-    fix: "install node where only root can change it (e.g. the distribution's /usr/bin/node), then pvteardown install --node PATH",
     essential: false,
   });
   return out;
