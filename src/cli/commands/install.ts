@@ -33,6 +33,7 @@ export function registerInstall(program: Command): void {
       '\nWhat it writes:\n' +
         `  ${layout.hook}\n` +
         '      the qemu hook: admission at prepare, arming at started/reconnect, exits at stopped/release;\n' +
+        "      it runs the copy's native client (native/build/pvteardown-hook), which asks the daemon;\n" +
         "      fail-open: only the daemon's admission under policy strict ever stops a guest from starting\n" +
         `  ${layout.wrapperDir}/qemu-system-*\n` +
         '      one wrapper per qemu-system-* on PATH: execs the real emulator in the same PID with the\n' +
