@@ -11,10 +11,11 @@ export type NativeFile =
   | 'pvteardown-fakeguest'
   | 'pvteardown-deny-devices'
   | 'pvteardown-fakevmm'
-  | 'pvteardown-kvm-holder';
+  | 'pvteardown-kvm-holder'
+  | 'pvteardown-hook';
 
 /** What the program runs or preloads outside the tests: `pvteardown install` copies exactly these. */
-export const RUNTIME_NATIVE = ['libpvteardown-shim.so', 'pvteardown-helper', 'pvteardown-deny-devices', 'pvteardown-kvm-holder'] as const satisfies readonly NativeFile[];
+export const RUNTIME_NATIVE = ['libpvteardown-shim.so', 'pvteardown-helper', 'pvteardown-deny-devices', 'pvteardown-kvm-holder', 'pvteardown-hook'] as const satisfies readonly NativeFile[];
 
 /** PVTEARDOWN_NATIVE_DIR points at a cross-built set (the s390x and mmput-async test guests). */
 export function nativePath(file: NativeFile): string {

@@ -25,6 +25,7 @@ export interface DaemonSettings {
   libvirt: boolean;
   'libvirt-uri': string | null;
   'libvirt-prefix': string | null;
+  'libvirt-run-dir': string;
   'log-level': LogLevel;
 }
 
@@ -130,6 +131,10 @@ export const KEYS: readonly KeyDef[] = [
   } satisfies KeyDef<'libvirt'>,
   text('libvirt-uri', 'a libvirt URI', (s) => s !== '', { arg: 'uri', default: null, example: 'qemu:///system', live: false, help: 'the libvirt URI to follow; implies libvirt unless that is set false in the same place (file or flags)' }),
   text('libvirt-prefix', 'a domain name prefix', (s) => s !== '', { arg: 'p', default: null, example: 'prod-', live: false, help: 'with libvirt: follow only domains whose name starts with this' }),
+  text('libvirt-run-dir', 'an absolute path', absolutePath, {
+    arg: 'dir', fromFlag: pathFromFlag, default: '/run/libvirt/qemu', live: false,
+    help: "where libvirt's QEMU driver writes NAME.pid, read for the hook's started/reconnect and by libvirt",
+  }),
   oneOf('log-level', LOG_LEVELS, { arg: 'level', default: 'info', live: true, help: 'log lines below this level are not written' }),
 ];
 

@@ -15,12 +15,14 @@ import type { DaemonContext } from './context.js';
 import type { Teardown } from './teardown.js';
 import { FreezeWatchdog } from './freeze-watchdog.js';
 import { history } from './history.js';
+import { answerHookCall } from './hook-call.js';
 import { InstanceLocks } from './instance-lock.js';
 import { Journal } from './journal.js';
 import { changeLimits } from './limits-change.js';
 import { daemonLogger } from './log.js';
 import { currentBootId, Lifecycle } from './lifecycle.js';
 import { watchLibvirt } from './libvirt-watch.js';
+import { QEMU_RUN_DIR } from '../libvirt/qemu-pid.js';
 import { memoryPressure } from './memory.js';
 import { serveMetrics } from './metrics.js';
 import { Pacer } from './pacing.js';
@@ -44,6 +46,8 @@ export interface DaemonOptions {
   libvirtUri?: string | null;
   /** Only domains whose name starts with this. */
   libvirtPrefix?: string;
+  /** Where libvirt's QEMU driver keeps NAME.pid (default /run/libvirt/qemu): the hook and the watcher read it. */
+  libvirtRunDir?: string;
 }
 
 export const DEFAULT_LIMITS: Limits = limitsOf(DEFAULT_SETTINGS);
@@ -142,6 +146,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       }
       case 'history':
         return history(ctx.journal, req);
+      case 'hook':
+        return answerHookCall(req, { ask: handle, runDir: opts.libvirtRunDir ?? QEMU_RUN_DIR });
     }
   };
   const server = await serveSocket(opts.socket, handle, { log: (message, fields) => log.warn(fields ?? {}, message) });
@@ -149,7 +155,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const libvirt =
     opts.libvirtUri === null || opts.libvirtUri === undefined
       ? null
-      : watchLibvirt(ctx, { ...(opts.libvirtUri ? { uri: opts.libvirtUri } : {}), ...(opts.libvirtPrefix ? { namePrefix: opts.libvirtPrefix } : {}) });
+      : watchLibvirt(ctx, {
+          ...(opts.libvirtUri ? { uri: opts.libvirtUri } : {}),
+          ...(opts.libvirtPrefix ? { namePrefix: opts.libvirtPrefix } : {}),
+          ...(opts.libvirtRunDir ? { runDir: opts.libvirtRunDir } : {}),
+        });
 
   const tick = setInterval(() => {
     registry.retry();

@@ -10,11 +10,13 @@
 // ones refused at once with one error line; a connection with no request in progress that has not
 // completed a request line within idleTimeoutMs is dropped (trickling bytes does not keep it), so
 // each one holds at most one partial line for a bounded time. A request being answered is never
-// cut short, however long the daemon takes (admit waits, reap clears a whole guest).
+// cut short, however long the daemon takes (admit waits, reap clears a whole guest). A line is
+// at most MAX_REQUEST_BYTES long, except one that starts with the hook op: it carries a domain XML
+// and may be MAX_HOOK_REQUEST_BYTES (api.ts says why).
 import { mkdirSync, chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { MAX_REQUEST_BYTES, type Request } from '../protocol/api.js';
+import { HOOK_REQUEST_PREFIX, MAX_HOOK_REQUEST_BYTES, MAX_REQUEST_BYTES, type Request } from '../protocol/api.js';
 import { encodeResponse, NotFoundError, oneLine, parseRequest } from '../protocol/codec.js';
 
 export type RequestHandler = (req: Request) => Promise<unknown>;
@@ -22,6 +24,8 @@ export type RequestHandler = (req: Request) => Promise<unknown>;
 export interface ServeOptions {
   /** Longest request line accepted; longer ones get one error reply and the connection is closed. */
   maxRequestBytes?: number;
+  /** The same for a line that starts with the hook op (api.ts MAX_HOOK_REQUEST_BYTES: it carries a domain XML). */
+  maxHookRequestBytes?: number;
   /** Connections served at once (default 64); one more gets one error line and is closed at once. */
   maxConnections?: number;
   /** A connection with no request in progress is dropped this long (default 10 s) after it was
@@ -56,7 +60,7 @@ const REFUSAL_LINGER_MS = 1000;
 const TOO_LONG = Symbol('too long');
 
 export async function serveSocket(socketPath: string, handle: RequestHandler, opts: ServeOptions = {}): Promise<SocketServer> {
-  const maxBytes = opts.maxRequestBytes ?? MAX_REQUEST_BYTES;
+  const bounds = { other: opts.maxRequestBytes ?? MAX_REQUEST_BYTES, hook: opts.maxHookRequestBytes ?? MAX_HOOK_REQUEST_BYTES };
   const log = opts.log ?? (() => {});
   makeDirectory(path.dirname(socketPath));
   await removeStaleSocket(socketPath);
@@ -73,7 +77,7 @@ export async function serveSocket(socketPath: string, handle: RequestHandler, op
     }
     connections.add(sock);
     sock.once('close', () => connections.delete(sock));
-    serveConnection(sock, handle, maxBytes, idleMs, log);
+    serveConnection(sock, handle, bounds, idleMs, log);
   });
   await listen(server, socketPath);
   chmodSync(socketPath, 0o600);
@@ -200,10 +204,20 @@ function listen(server: net.Server, socketPath: string): Promise<void> {
   });
 }
 
-function serveConnection(sock: net.Socket, handle: RequestHandler, maxBytes: number, idleMs: number, log: NonNullable<ServeOptions['log']>): void {
+interface LineBounds {
+  other: number;
+  hook: number;
+}
+
+const HOOK_PREFIX = Buffer.from(HOOK_REQUEST_PREFIX);
+
+function serveConnection(sock: net.Socket, handle: RequestHandler, bounds: LineBounds, idleMs: number, log: NonNullable<ServeOptions['log']>): void {
   const queue: (string | typeof TOO_LONG)[] = [];
   let partial: Buffer[] = [];
   let partialBytes = 0;
+  /** The bound of the line being read, once its first bytes tell which it is. */
+  let maxBytes = bounds.other;
+  let tooLongBytes = bounds.other;
   let discarding = false;
   let ended = false;
   let busy = false;
@@ -238,7 +252,10 @@ function serveConnection(sock: net.Socket, handle: RequestHandler, maxBytes: num
     for (;;) {
       const nl = chunk.indexOf(10, start);
       const end = nl === -1 ? chunk.length : nl;
+      if (partialBytes === 0) maxBytes = bounds.other;
+      if (partialBytes + end - start > maxBytes && maxBytes !== bounds.hook && startsWithHookOp(partial, chunk.subarray(start, end))) maxBytes = bounds.hook;
       if (partialBytes + end - start > maxBytes) {
+        tooLongBytes = maxBytes;
         // Neither this line nor anything after it is kept: one reply, then the connection ends.
         discarding = true;
         partial = [];
@@ -279,8 +296,8 @@ function serveConnection(sock: net.Socket, handle: RequestHandler, maxBytes: num
         const item = queue.shift()!;
         if (queue.length < MAX_QUEUED_LINES && !discarding) sock.resume();
         if (item === TOO_LONG) {
-          log(`refused a request line longer than ${maxBytes} bytes; connection closed`);
-          sock.end(encodeResponse({ ok: false, error: `request line longer than ${maxBytes} bytes; connection closed` }));
+          log(`refused a request line longer than ${tooLongBytes} bytes; connection closed`);
+          sock.end(encodeResponse({ ok: false, error: `request line longer than ${tooLongBytes} bytes; connection closed` }));
           // Reading on (and dropping) lets the client finish its write and read the reply.
           sock.resume();
           setTimeout(() => sock.destroy(), DISCARD_MS).unref();
@@ -296,6 +313,18 @@ function serveConnection(sock: net.Socket, handle: RequestHandler, maxBytes: num
       if (queue.length === 0) waitForRequest();
     }
   }
+}
+
+/** Whether the line so far (`partial`, then `rest`) begins with the hook op's prefix. */
+function startsWithHookOp(partial: readonly Buffer[], rest: Buffer): boolean {
+  const head: Buffer[] = [];
+  let n = 0;
+  for (const b of [...partial, rest]) {
+    if (n >= HOOK_PREFIX.length) break;
+    head.push(b);
+    n += b.length;
+  }
+  return n >= HOOK_PREFIX.length && Buffer.concat(head).subarray(0, HOOK_PREFIX.length).equals(HOOK_PREFIX);
 }
 
 async function answer(line: string, handle: RequestHandler, log: NonNullable<ServeOptions['log']>): Promise<string> {

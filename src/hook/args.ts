@@ -16,8 +16,8 @@ export interface HookCall {
 /** Every op libvirt's qemu driver calls the hook with; the ones not acted upon are left alone. */
 const KNOWN_OPS = new Set(['prepare', 'start', 'started', 'stopped', 'release', 'migrate', 'restore', 'reconnect', 'attach']);
 
-// hooks/qemu answers the ops none of whose subops has an entry here itself, without node
-// (test/unit/hook-args.test.ts keeps the two in step).
+// The hook's client (native/hook-client.c) has the same table: the calls without an entry here it
+// answers itself, without asking the daemon (test/system/hook.test.ts keeps the two in step).
 const ACTIONS: Record<string, HookAction> = {
   'prepare begin': 'admit',
   'started begin': 'arm',
@@ -44,7 +44,7 @@ export function guestNameProblem(name: string): string | null {
   return null;
 }
 
-/** The call, or an Error whose message says what was expected (argv without node and script). */
+/** The call, or an Error whose message says what was expected (argv as libvirt passes it: NAME OP SUBOP EXTRA). */
 export function parseHookArgs(argv: readonly string[]): HookCall | Error {
   const [guest, op, subop = '-'] = argv;
   if (!guest || !op) {

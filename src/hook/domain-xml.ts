@@ -1,9 +1,10 @@
 // What the hook needs from the domain XML libvirt writes on its stdin: name, UUID, memory size,
 // launch security and emulator. A bounded scanner of just those elements rather than an XML
-// dependency: the hook must start fast, must never throw on what libvirt (or a person) hands it,
-// and runs as root on input a guest's owner controls (its <metadata>), so every step is linear in
-// the input and every piece it keeps is capped. Entities other than XML's five and character
-// references are never expanded, and an internal DTD is skipped, not interpreted.
+// dependency: the daemon reads it for the hook on its event loop, it must never throw on what
+// libvirt (or a person) hands it, and it runs as root on input a guest's owner controls (its
+// <metadata>), so every step is linear in the input and every piece it keeps is capped. Entities
+// other than XML's five and character references are never expanded, and an internal DTD is
+// skipped, not interpreted.
 import { scaledBytes } from './memory-units.js';
 
 export interface DomainInfo {
@@ -24,7 +25,7 @@ export class DomainXmlError extends Error {
   override name = 'DomainXmlError';
 }
 
-/** Longest document read; the hook's stdin reader stops at the same size. */
+/** Longest document read; the hook's client sends at most as many bytes (MAX_XML_BYTES in native/hook-client.c). */
 export const MAX_XML_CHARS = 8 * 2 ** 20;
 /** libxml2 refuses deeper documents unless asked for XML_PARSE_HUGE, so libvirt never writes one. */
 export const MAX_DEPTH = 256;

@@ -14,9 +14,9 @@
 // - libvirtd's (or virtqemud's) own profile runs the emulator to probe its capabilities before
 //   the guest starts, outside the guest's profile: it may execute /usr/bin/* but not the
 //   wrappers, so they get ix (the shell then runs the real emulator as libvirtd runs it anyway).
-//   Its hooks run in its profile too, and the hook runs the node install checked: PUx, as
-//   libvirtd runs /usr/bin/node (a node in /usr/local/bin would be refused, the hook fail open
-//   and every guest go unmanaged).
+//   Its hooks run in its profile too, and the hook runs the native client in root's copy
+//   (pvteardown-hook): PUx, as libvirtd runs /usr/bin/* (without it the client would be refused,
+//   the hook fail open and every guest go unmanaged).
 import { existsSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import path from 'node:path';
 import { InstallError, fsFail } from './errors.js';
@@ -67,9 +67,8 @@ export function appArmorDir(layout: InstallLayout): string {
   return path.join(layout.root, 'etc', 'apparmor.d');
 }
 
-/** The local files install writes to, for the profiles libvirt installed under the root; `node`:
- * the one the hook runs (the daemons' rules name it). */
-export function appArmorTargets(layout: InstallLayout, node: string | null): AppArmorTarget[] {
+/** The local files install writes to, for the profiles libvirt installed under the root. */
+export function appArmorTargets(layout: InstallLayout): AppArmorTarget[] {
   const dir = appArmorDir(layout);
   const targets: AppArmorTarget[] = [];
   const lib = resolvedPath(layout.libDir);
@@ -98,7 +97,8 @@ export function appArmorTargets(layout: InstallLayout, node: string | null): App
       rules: [
         `  # probing the emulator's capabilities runs the wrapper`,
         `  ${rulePath(wrappers, '/qemu-system-*')} ix,`,
-        ...(node === null ? [] : [`  # the qemu hook runs pvteardown's node`, `  ${rulePath(node, '')} PUx,`]),
+        `  # the qemu hook runs pvteardown's client from root's copy`,
+        `  ${rulePath(lib, '/app-[0-9a-f]*/native/build/pvteardown-hook')} PUx,`,
       ],
     });
   }
@@ -174,10 +174,10 @@ function replace(file: string, content: string): void {
 }
 
 /** Writes the block into each target's local file; `created`: the local files that did not exist. */
-export function installAppArmor(layout: InstallLayout, node: string): { steps: Step[]; created: string[] } {
+export function installAppArmor(layout: InstallLayout): { steps: Step[]; created: string[] } {
   const steps: Step[] = [];
   const created: string[] = [];
-  for (const t of appArmorTargets(layout, node)) {
+  for (const t of appArmorTargets(layout)) {
     const exists = existsSync(t.local);
     const text = readOr(t.local, '');
     const next = withBlock(text, t.rules);
@@ -219,7 +219,7 @@ export function uninstallAppArmor(layout: InstallLayout, created: readonly strin
 
 /** The loaded profiles whose rules install changed (the guests' are rebuilt at each start). */
 export function profilesToReload(layout: InstallLayout, changed: readonly string[]): string[] {
-  return appArmorTargets(layout, null)
+  return appArmorTargets(layout)
     .filter((t) => changed.includes(t.local) && t.profile !== path.join(appArmorDir(layout), 'abstractions', 'libvirt-qemu'))
     .map((t) => t.profile);
 }

@@ -111,8 +111,8 @@ export function checkedNode(given: string): string {
 }
 
 /** Every place install writes into must be root's alone, or what root runs from there is not. */
-function checkTargets(layout: InstallLayout, node: string): void {
-  const locals = appArmorTargets(layout, node).map((t) => t.local);
+function checkTargets(layout: InstallLayout): void {
+  const locals = appArmorTargets(layout).map((t) => t.local);
   for (const target of [layout.libDir, layout.bin, layout.hook, layout.unit, layout.wrapperDir, layout.config, layout.manPage, layout.completion, ...locals]) {
     const at = nearestExisting(path.dirname(target));
     const why = othersCanChange(at);
@@ -189,7 +189,7 @@ function readTemplate(file: string): string {
 export function install(opts: InstallOptions): Step[] {
   const layout = installLayout(opts.root);
   const node = checkedNode(opts.node ?? process.execPath);
-  for (const f of [path.join(packageRoot, 'dist', 'src', 'hook', 'main.js'), path.join(packageRoot, 'dist', 'src', 'cli', 'main.js')]) {
+  for (const f of [path.join(packageRoot, 'dist', 'src', 'cli', 'main.js')]) {
     if (!existsSync(f)) throw new InstallError(`${f} is missing: build pvteardown first (npm run build)`);
   }
   if (/[\s:]/.test(layout.shim)) {
@@ -197,7 +197,7 @@ export function install(opts: InstallOptions): Step[] {
       `the shim would be at ${JSON.stringify(layout.shim)}, a path with a space or ':' that LD_PRELOAD cannot hold (the dynamic linker splits entries there): choose a --root without them`,
     );
   }
-  checkTargets(layout, node);
+  checkTargets(layout);
   const entries = payload(packageRoot);
   const template = readTemplate(path.join(packageRoot, 'hooks', 'qemu'));
   for (const f of [layout.hook, layout.unit, layout.bin, layout.manPage, layout.completion]) refuseForeign(f);
@@ -230,13 +230,13 @@ export function install(opts: InstallOptions): Step[] {
     }
     w.write(layout.bin, renderLauncher(node, layout), 0o755);
     for (const [name, real] of emulators) w.write(path.join(layout.wrapperDir, name), renderWrapper(layout, real), 0o755);
-    w.write(layout.hook, renderHook(template, node, layout, opts.socket), 0o755);
+    w.write(layout.hook, renderHook(template, layout, opts.socket), 0o755);
     w.write(layout.unit, renderUnit(layout, node, opts.socket), 0o644);
     w.writeConfig(layout.config);
     w.write(layout.manPage, markedManPage(readTemplate(path.join(packageRoot, DOCS[0]!))), 0o644);
     w.write(layout.completion, markedCompletion(readTemplate(path.join(packageRoot, DOCS[1]!))), 0o644);
     // Not in the manifest's files: uninstall takes out the block, never the operator's file.
-    const aa = installAppArmor(layout, node);
+    const aa = installAppArmor(layout);
     apparmor.push(...aa.steps);
     for (const f of aa.created) apparmorCreated.add(f);
     const written = new Set(w.steps.map((s) => s.path));

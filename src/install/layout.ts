@@ -25,7 +25,8 @@ export interface InstallLayout {
   /** Inside the copy, where its own program finds them (src/paths.ts nativePath). */
   shim: string;
   helper: string;
-  hookMain: string;
+  /** native/hook-client.c: what the hook runs. */
+  hookClient: string;
   cli: string;
   /** `pvteardown` on PATH: runs the copy's CLI with the node install checked. */
   bin: string;
@@ -51,7 +52,7 @@ export function installLayout(root = '/'): InstallLayout {
     current,
     shim: path.join(current, 'native', 'build', 'libpvteardown-shim.so'),
     helper: path.join(current, 'native', 'build', 'pvteardown-helper'),
-    hookMain: path.join(current, 'dist', 'src', 'hook', 'main.js'),
+    hookClient: path.join(current, 'native', 'build', 'pvteardown-hook'),
     cli: path.join(current, 'dist', 'src', 'cli', 'main.js'),
     bin: at('usr/local/bin/pvteardown'),
     wrapperDir: at('usr/local/libexec/pvteardown'),

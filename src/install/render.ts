@@ -15,20 +15,20 @@ export function unitQuote(raw: string): string {
   return /^[\w/.+:@=-]+$/.test(s) ? s : `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 }
 
-/** hooks/qemu (`template`) with NODE, MAIN and SOCKET set: the node install checked, the hook of
- * root's own copy (never a checkout, which is not root's to trust) and the daemon's socket. */
-export function renderHook(template: string, node: string, layout: InstallLayout, socket: string): string {
+/** hooks/qemu (`template`) with CLIENT and SOCKET set: the native hook client of root's own copy
+ * (never a checkout, which is not root's to trust) and the daemon's socket. */
+export function renderHook(template: string, layout: InstallLayout, socket: string): string {
   const set = (text: string, name: string, value: string) => {
     const re = new RegExp(`^${name}=.*$`, 'm');
     if (!re.test(text)) throw new Error(`hooks/qemu has no ${name}= line to set: is this pvteardown's hook template?`);
     return text.replace(re, () => `${name}=${shQuote(value)}`);
   };
-  const body = set(set(set(template, 'NODE', node), 'MAIN', layout.hookMain), 'SOCKET', socket);
+  const body = set(set(template, 'CLIENT', layout.hookClient), 'SOCKET', socket);
   return body.replace(/^(#!.*\n)/, `$1# ${MARKER}: written by \`pvteardown install\`, removed by \`pvteardown uninstall\`.\n`);
 }
 
 /** The value a rendered hook's NAME= line holds (undone shQuote), or null without one. */
-export function hookSetting(hook: string, name: 'NODE' | 'MAIN' | 'SOCKET'): string | null {
+export function hookSetting(hook: string, name: 'CLIENT' | 'SOCKET'): string | null {
   const m = new RegExp(`^${name}=(.*)$`, 'm').exec(hook);
   if (!m) return null;
   const v = m[1]!;

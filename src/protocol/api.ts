@@ -104,7 +104,18 @@ export type Request =
   | { op: 'reap'; pid: number; guest?: string; uuid?: string }
   /** Finished teardowns from the journal (across restarts), oldest first: those finished at or after
    * `since` (ISO 8601), of guest `guest` (name), the newest `limit` of them. */
-  | { op: 'history'; since?: string; guest?: string; limit?: number };
+  | { op: 'history'; since?: string; guest?: string; limit?: number }
+  /** One call of libvirt's qemu hook as libvirt made it (native/hook-client.c): argv NAME OP SUBOP
+   * EXTRA and the domain XML on its stdin, as base64 of its bytes; the daemon does the rest. */
+  | { op: 'hook'; argv: string[]; xmlBase64?: string; stdinProblem?: string };
+
+/** The answer to a hook call: the client prints `line` and exits 1 only when `refused`. */
+export interface HookOutcome {
+  /** The daemon's admission refused the start (policy strict). */
+  refused: boolean;
+  /** One line for libvirt's log, without the "pvteardown hook: " prefix; the client escapes it. */
+  line?: string;
+}
 
 /** One finished teardown as the journal recorded it (`history --json`). */
 export interface HistoryEntry {
@@ -135,3 +146,10 @@ export type Response<T = unknown> = { ok: true; result: T } | { ok: false; error
 
 /** Largest request line the daemon reads; longer lines are refused and the connection closed. */
 export const MAX_REQUEST_BYTES = 64 * 1024;
+
+/** The hook's request carries a whole domain XML (up to MAX_XML_CHARS, 8 MiB, in src/hook/domain-xml.ts),
+ * as base64: 4/3 of it plus argv. Only a line that starts with HOOK_REQUEST_PREFIX may be this long,
+ * so no other op's bound grows; the socket is root's, and the hook is its only big writer. */
+export const MAX_HOOK_XML_BYTES = 8 * 2 ** 20;
+export const MAX_HOOK_REQUEST_BYTES = Math.ceil(MAX_HOOK_XML_BYTES / 3) * 4 + MAX_REQUEST_BYTES;
+export const HOOK_REQUEST_PREFIX = '{"op":"hook",';

@@ -2,7 +2,7 @@
 // Validation is a table per op (OPS) so that api.ts's Request union and what the daemon accepts
 // cannot drift apart: the table's type is derived from the union and fails to compile if a field
 // is missing, extra, or marked required when the union says optional (or the reverse).
-import { MAX_REQUEST_BYTES, STRATEGIES, type Request, type Response } from './api.js';
+import { HOOK_REQUEST_PREFIX, MAX_HOOK_REQUEST_BYTES, MAX_HOOK_XML_BYTES, MAX_REQUEST_BYTES, STRATEGIES, type Request, type Response } from './api.js';
 
 /** A request line the daemon refuses; the message is one line naming the field and what is valid. */
 export class ProtocolError extends Error {
@@ -26,6 +26,9 @@ const inRange = (min: number, max: number) => (v: unknown) => isNumber(v) && v >
 const intInRange = (min: number, max: number) => (v: unknown) => Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const GUEST_MAX_CHARS = 256;
+const HOOK_ARGS = 16;
+const HOOK_ARG_CHARS = 4096;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 const rules = {
   pid: { valid: 'a positive integer', check: intInRange(1, Number.MAX_SAFE_INTEGER) },
@@ -45,6 +48,16 @@ const rules = {
   timeoutSeconds: { valid: 'a number of seconds from 0 to 3600', check: inRange(0, 3600) },
   since: { valid: 'an ISO 8601 time (e.g. "2026-12-01T12:00:00Z")', check: (v) => typeof v === 'string' && /^\d{4}-\d\d-\d\d/.test(v) && Number.isFinite(Date.parse(v)) },
   limit: { valid: 'an integer from 1 to 1000000', check: intInRange(1, 1_000_000) },
+  // libvirt passes 4; what the hook makes of others is its own answer (src/hook/args.ts).
+  argv: {
+    valid: `an array of at most ${HOOK_ARGS} strings of at most ${HOOK_ARG_CHARS} characters`,
+    check: (v) => Array.isArray(v) && v.length <= HOOK_ARGS && v.every((a) => typeof a === 'string' && a.length <= HOOK_ARG_CHARS),
+  },
+  xmlBase64: {
+    valid: `base64 of at most ${MAX_HOOK_XML_BYTES} bytes`,
+    check: (v) => typeof v === 'string' && v.length <= Math.ceil(MAX_HOOK_XML_BYTES / 3) * 4 && v.length % 4 === 0 && BASE64.test(v),
+  },
+  stdinProblem: { valid: 'a string of at most 200 characters', check: (v) => typeof v === 'string' && v.length <= 200 },
 } satisfies Record<string, FieldRule>;
 
 type Op = Request['op'];
@@ -71,6 +84,7 @@ const OPS: { [K in Op]: OpSpec<Extract<Request, { op: K }>> } = {
   admit: { fields: { bytes: req('bytes'), guest: opt('guest'), timeoutSeconds: opt('timeoutSeconds') } },
   reap: { fields: { pid: req('pid'), guest: opt('guest'), uuid: opt('uuid') } },
   history: { fields: { since: opt('since'), guest: opt('guest'), limit: opt('limit') } },
+  hook: { fields: { argv: req('argv'), xmlBase64: opt('xmlBase64'), stdinProblem: opt('stdinProblem') } },
 };
 
 export const OP_NAMES = Object.keys(OPS) as Op[];
@@ -89,9 +103,10 @@ const EXAMPLE = 'send one JSON object per line, e.g. {"op":"status"}';
 
 /** Validates one request line (without its newline) against api.ts's Request union. */
 export function parseRequest(line: string): Request {
-  if (Buffer.byteLength(line) > MAX_REQUEST_BYTES) {
-    throw new ProtocolError(`request is longer than ${MAX_REQUEST_BYTES} bytes`);
-  }
+  // Refused unparsed: only the hook's request, op first, may be longer (api.ts MAX_HOOK_REQUEST_BYTES).
+  const length = Buffer.byteLength(line);
+  const limit = line.startsWith(HOOK_REQUEST_PREFIX) ? MAX_HOOK_REQUEST_BYTES : MAX_REQUEST_BYTES;
+  if (length > limit) throw new ProtocolError(`request is longer than ${limit} bytes`);
   if (line.trim() === '') throw new ProtocolError(`request is empty; ${EXAMPLE}`);
   let value: unknown;
   try {
@@ -109,6 +124,7 @@ export function parseRequest(line: string): Request {
   if (typeof obj.op !== 'string') throw new ProtocolError(`field "op" must be a string, got ${describeValue(obj.op)}; ${validOps}`);
   const op = obj.op;
   if (!Object.hasOwn(OPS, op)) throw new ProtocolError(`unknown op ${describeValue(op)}; ${validOps}`);
+  if (length > MAX_REQUEST_BYTES && op !== 'hook') throw new ProtocolError(`request is longer than ${MAX_REQUEST_BYTES} bytes`);
   const spec = OPS[op as Op] as OpSpec<Record<string, unknown>>;
   const fields = spec.fields as Record<string, { rule: FieldRule; required: boolean }>;
   const names = Object.keys(fields);

@@ -41,10 +41,14 @@ function sample(text: string, series: string): number {
 }
 
 /** The address the daemon says it serves metrics at (the last one: it may have restarted). */
-function metricsUrl(d: TestDaemon): string {
-  const urls = [...d.log().matchAll(/"metrics":"(http:\/\/[^"]+)"/g)].map((m) => m[1]!);
-  assert.ok(urls.length, `the daemon logged no metrics address: ${d.log()}`);
-  return urls.at(-1)!;
+/** The address the daemon's nth start logged (port 0: the kernel chose it); pino writes the line
+ * on its own time, so it is waited for. */
+async function metricsUrl(d: TestDaemon, nth = 1): Promise<string> {
+  const urls = () => [...d.log().matchAll(/"metrics":"(http:\/\/[^"]+)"/g)].map((m) => m[1]!);
+  await until(`metrics address ${nth} logged`, async () => urls().length, (n) => n >= nth, 10_000).catch(() => undefined);
+  const all = urls();
+  assert.ok(all.length >= nth, `the daemon logged no metrics address: ${d.log()}`);
+  return all[nth - 1]!;
 }
 
 describe('pvteardown daemon metrics', { concurrency: false }, () => {
@@ -73,7 +77,7 @@ describe('pvteardown daemon metrics', { concurrency: false }, () => {
     assert.equal(orphan.state, 'fallback');
     const seconds = [done, orphan].map((r) => (Date.parse(r.finishedAt!) - Date.parse(r.exitedAt!)) / 1000);
 
-    const url = metricsUrl(d);
+    const url = await metricsUrl(d);
     const plain = await fetch(url);
     const queried = await fetch(`${url}?x=1&y=2`);
     assert.equal(plain.status, 200);
@@ -142,7 +146,7 @@ describe('pvteardown daemon metrics', { concurrency: false }, () => {
     // Finished teardowns come from the journal: a restarted daemon counts them again.
     await d.kill();
     await d.restart();
-    const restarted = await (await fetch(metricsUrl(d))).text();
+    const restarted = await (await fetch(await metricsUrl(d, 2))).text();
     assert.equal(sample(restarted, 'pvteardown_teardowns_finished_total{outcome="done"}'), 1);
     assert.equal(sample(restarted, 'pvteardown_teardowns_finished_total{outcome="fallback"}'), 1);
     assert.equal(sample(restarted, 'pvteardown_teardown_duration_seconds_count'), 2);
@@ -153,7 +157,7 @@ describe('pvteardown daemon metrics', { concurrency: false }, () => {
     if (!requireRoot(t)) return;
     const d = await startTestDaemon(['--metrics', '127.0.0.1:0']);
     daemons.push(d);
-    const url = new URL(metricsUrl(d));
+    const url = new URL(await metricsUrl(d));
     const other = await fetch(new URL('/other?x=/metrics', url));
     assert.equal(other.status, 404);
     assert.equal(await other.text(), 'only /metrics here\n');

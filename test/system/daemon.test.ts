@@ -289,7 +289,7 @@ describe('pvteardown daemon', { concurrency: false }, () => {
     assert.deepEqual(JSON.parse(cli('--cpu', '20', '--json').stdout).cpuPercent, 20);
     assert.equal(d.cgroups.cpuLimit(), 20, 'the budget is on the cgroup root');
     const bad = cli('--cpu', 'lots');
-    assert.equal(bad.status, 1);
+    assert.equal(bad.status, 2, 'bad input: the usage status');
     assert.match(bad.stderr, /^pvteardown: --cpu 'lots' is not a whole number from 1 to 102400\n$/);
     assert.match(cli().stdout, /cpu budget +20% of one CPU/);
   });

@@ -72,17 +72,13 @@ describe('pvteardown doctor', { concurrency: false }, () => {
       if (!requireRoot(t)) return;
       mkdirSync(bin, { recursive: true });
       for (const e of emulators) copyFileSync(nativePath('pvteardown-fakeguest'), path.join(bin, e));
-      // The config file install is to write (a TOML file); written here so that this test does not
-      // depend on the config change.
-      mkdirSync(path.dirname(configFile(layout)), { recursive: true });
-      writeFileSync(configFile(layout), '# pvteardown\n[daemon]\n', { mode: 0o644 });
       const inst = spawnSync(process.execPath, [CLI, '--socket', socket, 'install', '--root', root], { encoding: 'utf8' });
       assert.equal(inst.status, 0, inst.stderr);
       const { code, out } = run();
       assert.equal(code, 0, out);
       assert.match(out, new RegExp(`^ok +installed copy +${esc(layout.current)} -> `, 'm'));
       assert.match(out, /^ok +copy is root's +.*: root's alone, down to every file$/m);
-      assert.match(out, new RegExp(`^ok +libvirt hook +${esc(layout.hook)} runs ${esc(layout.hookMain)}$`, 'm'));
+      assert.match(out, new RegExp(`^ok +libvirt hook +${esc(layout.hook)} runs ${esc(layout.hookClient)}$`, 'm'));
       assert.match(out, new RegExp(`^ok +service unit +${esc(layout.unit)} runs ${esc(layout.cli)}$`, 'm'));
       assert.match(out, new RegExp(`^ok +config file +${esc(configFile(layout))} parses$`, 'm'));
       const qemu = out.split('\n').filter((l) => /^\w+ +QEMU /.test(l));
@@ -144,7 +140,7 @@ describe('pvteardown doctor', { concurrency: false }, () => {
         const { code, out } = run();
         assert.equal(code, 1, out);
         assert.match(out, /^FAIL +installed copy +no copy at .*current, though .*installed\.json says pvteardown was installed\n +fix: pvteardown install/m);
-        assert.match(out, /^FAIL +libvirt hook +.* runs .*main\.js, which is missing: /m);
+        assert.match(out, /^FAIL +libvirt hook +.* runs .*pvteardown-hook, which is missing: /m);
         for (const e of emulators) assert.match(out, new RegExp(`^FAIL +QEMU +${esc(wrapperPath(e, root))} preloads ${esc(layout.shim)}, which is missing$`, 'm'));
       } finally {
         renameSync(`${layout.current}.aside`, layout.current);

@@ -6,7 +6,7 @@
 // compilation, and a missing block.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
@@ -103,9 +103,9 @@ describe('pvteardown install --root: AppArmor rules for the shim and the wrapper
     assert.equal(block.split('\n').filter((l) => l && !l.trimStart().startsWith('#')).length, 2, 'the shim and the wrappers, nothing else');
     const daemon = readFileSync(daemonLocal, 'utf8');
     assert.match(daemon, new RegExp(`^  "${layout.wrapperDir}/qemu-system-\\*" ix,$`, 'm'));
-    // The hook (run in libvirtd's profile) runs this node; /usr/bin/node overlaps /usr/bin/* PUx.
-    assert.match(daemon, new RegExp(`^  "${realpathSync(process.execPath)}" PUx,$`, 'm'));
-    assert.equal(daemon.split('\n').filter((l) => l && !l.trimStart().startsWith('#')).length, 2, 'the wrappers and node, nothing else');
+    // The hook (run in libvirtd's profile) runs the native client from root's copy.
+    assert.match(daemon, new RegExp(`^  "${tree.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/native/build/pvteardown-hook" PUx,$`, 'm'));
+    assert.equal(daemon.split('\n').filter((l) => l && !l.trimStart().startsWith('#')).length, 2, "the wrappers and the hook's client, nothing else");
     assert.deepEqual(parse(dir, guestProfile), { ok: true, stderr: '' });
     assert.deepEqual(parse(dir, path.join(dir, 'usr.sbin.libvirtd')), { ok: true, stderr: '' });
 

@@ -173,33 +173,31 @@ describe('pvteardown install / uninstall --root', { concurrency: false }, () => 
     }
   });
 
-  it('the installed hook carries the socket: without a daemon it names it, exits 0, and prints nothing for stopped and migrate', () => {
+  it('the installed hook carries the socket: without a daemon it names it and exits 0 for prepare and stopped, and prints nothing for migrate', () => {
     const run = (args: string[]) => spawnSync(layout.hook, args, { input: "<domain><name>g</name><memory unit='MiB'>64</memory></domain>", encoding: 'utf8', env: { ...process.env, PVTEARDOWN_SOCKET: '' } });
     const prepare = run(['g', 'prepare', 'begin', '-']);
     assert.equal(prepare.status, 0);
-    assert.equal(prepare.stderr, `pvteardown hook: guest g: admission skipped: no pvteardown daemon at ${socket} (ENOENT): start one with \`pvteardown daemon\`, or pass --socket to reach one elsewhere\n`);
-    // stopped reports in the background; its line goes to syslog.
+    assert.equal(prepare.stderr, `pvteardown hook: guest g: admission skipped: no pvteardown daemon at ${socket} (ENOENT): start one with \`pvteardown daemon\`\n`);
     const stopped = run(['g', 'stopped', 'end', '-']);
     assert.equal(stopped.status, 0);
-    assert.equal(stopped.stdout + stopped.stderr, '');
+    assert.equal(stopped.stdout, '');
+    assert.equal(stopped.stderr, `pvteardown hook: guest g: exit not reported: no pvteardown daemon at ${socket} (ENOENT): start one with \`pvteardown daemon\`\n`);
     const migrate = run(['g', 'migrate', 'begin', '-']);
     assert.equal(migrate.status, 0);
     assert.equal(migrate.stdout + migrate.stderr, '');
   });
 
-  it('doctor --root DIR: the copy, a hook that runs it and its node pass; a hook that runs a checkout (an older install) warns with the fix', () => {
+  it('doctor --root DIR: the copy and a hook that runs its client pass; a hook that runs a checkout\'s client warns with the fix', () => {
     const doctor = () => cli(['--socket', socket, 'doctor', '--root', root]).stdout;
     const good = doctor();
     assert.match(good, new RegExp(`^ok +installed copy +${esc(layout.current)} -> ${esc(layout.libDir)}/app-[0-9a-f]{16}$`, 'm'));
-    assert.match(good, new RegExp(`^ok +libvirt hook +${esc(layout.hook)} runs ${esc(layout.hookMain)}$`, 'm'));
-    assert.match(good, new RegExp(`^ok +hook node +${esc(realpathSync(process.execPath))}$`, 'm'));
+    assert.match(good, new RegExp(`^ok +libvirt hook +${esc(layout.hook)} runs ${esc(layout.hookClient)}$`, 'm'));
     const hook = readFileSync(layout.hook, 'utf8');
-    const old = path.join(packageRoot, 'dist', 'src', 'hook', 'main.js');
-    writeFileSync(layout.hook, hook.replace(/^MAIN=.*$/m, `MAIN=${shQuote(old)}`).replace(/^NODE=.*$/m, 'NODE=node'));
+    const old = path.join(packageRoot, 'native', 'build', 'pvteardown-hook');
+    writeFileSync(layout.hook, hook.replace(/^CLIENT=.*$/m, `CLIENT=${shQuote(old)}`));
     try {
       const bad = doctor();
-      assert.match(bad, new RegExp(`^warn +libvirt hook +${esc(layout.hook)} runs ${esc(old)}, not root's copy ${esc(layout.hookMain)}: .*\n +fix: pvteardown install again`, 'm'));
-      assert.match(bad, /^warn +hook node +node: it is looked up on PATH, .*\n +fix: /m);
+      assert.match(bad, new RegExp(`^warn +libvirt hook +${esc(layout.hook)} runs ${esc(old)}, not root's copy ${esc(layout.hookClient)}: .*\n +fix: pvteardown install again`, 'm'));
     } finally {
       writeFileSync(layout.hook, hook);
     }
@@ -358,7 +356,7 @@ describe('install from a checkout that is then deleted: root runs only its own c
 
   it('install from a copy of the checkout, then the copy deleted: no file written names the checkout or the copy', async (t) => {
     if (!requireRoot(t)) return;
-    d = await startTestDaemon();
+    d = await startTestDaemon(['--libvirt-run-dir', runDir]);
     checkout = copyCheckout('pvteardown-checkout-', { dev: true });
     cleanups.push(checkout);
     const r = cliOf(checkout, ['--socket', d.socket, 'install', '--root', root]);
@@ -379,10 +377,9 @@ describe('install from a checkout that is then deleted: root runs only its own c
     assert.ok(files.length > 100, `the copy is written: ${files.length} entries`);
     // What root executes, word by word: the node install checked, and paths under the install root.
     const hook = readFileSync(layout.hook, 'utf8');
-    assert.equal(hookSetting(hook, 'NODE'), node);
-    assert.equal(hookSetting(hook, 'MAIN'), layout.hookMain);
+    assert.equal(hookSetting(hook, 'CLIENT'), layout.hookClient);
     assert.equal(hookSetting(hook, 'SOCKET'), d.socket);
-    assert.ok(layout.hookMain.startsWith(`${root}/`));
+    assert.ok(layout.hookClient.startsWith(`${root}/`));
     assert.equal(readFileSync(layout.bin, 'utf8').split('\n').at(-2), `exec ${shQuote(node)} ${shQuote(layout.cli)} "$@"`);
     const wrapper = readFileSync(wrapperPath('/usr/bin/qemu-system-x86_64', root), 'utf8');
     assert.match(wrapper, new RegExp(`^LD_PRELOAD=${esc(shQuote(layout.shim))}\\$`, 'm'));
@@ -422,7 +419,7 @@ describe('install from a checkout that is then deleted: root runs only its own c
       assert.ok(readFileSync(`/proc/${guest.pid}/maps`, 'utf8').includes(`${realpathSync(layout.shim)}\n`), 'the shim of the copy is mapped');
       writeFileSync(path.join(runDir, 'ic1.pid'), String(guest.pid));
       // The socket is the one install wrote into the hook, not the environment's.
-      const env = { ...process.env, PVTEARDOWN_SOCKET: '', PVTEARDOWN_LIBVIRT_RUN_DIR: runDir, PVTEARDOWN_HOOK_WAIT: '1' };
+      const env = { ...process.env, PVTEARDOWN_SOCKET: '' };
       const xml = (name: string, mem: string) => `<domain type='kvm'><name>${name}</name><memory unit='${mem}'>64</memory><devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices></domain>`;
       const hook = (args: string[], input: string) => spawnSync(layout.hook, args, { input, encoding: 'utf8', env });
 
@@ -470,7 +467,7 @@ describe('install from a checkout that is then deleted: root runs only its own c
     const treeOf = () => readlinkSync(layout.current);
     const first = treeOf();
     // Reads what a starting hook and daemon read, as fast as it can, while installs swap the copy.
-    const reader = spawn('/bin/sh', ['-c', 'n=0; while :; do for f in dist/src/hook/main.js dist/src/cli/main.js node_modules/commander/package.json native/build/libpvteardown-shim.so package.json; do [ -r "$0/$f" ] || echo "MISSING $f"; done; n=$((n+1)); [ -e "$0.stop" ] && { echo "ROUNDS $n"; exit 0; }; done', layout.current], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const reader = spawn('/bin/sh', ['-c', 'n=0; while :; do for f in native/build/pvteardown-hook dist/src/cli/main.js node_modules/commander/package.json native/build/libpvteardown-shim.so package.json; do [ -r "$0/$f" ] || echo "MISSING $f"; done; n=$((n+1)); [ -e "$0.stop" ] && { echo "ROUNDS $n"; exit 0; }; done', layout.current], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     reader.stdout.on('data', (x) => (out += x));
     const ended = new Promise((r) => reader.once('exit', r));

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { MAX_REQUEST_BYTES, type Request } from '../../src/protocol/api.js';
+import { MAX_HOOK_REQUEST_BYTES, MAX_REQUEST_BYTES, type Request } from '../../src/protocol/api.js';
 import { OP_NAMES } from '../../src/protocol/codec.js';
 import { serveSocket, type ServeOptions, type SocketServer } from '../../src/daemon/socket-server.js';
 import { SLOWDOWN } from '../support/daemon.js';
@@ -51,7 +51,7 @@ interface Exchange {
 }
 
 /** Sends `data` on one connection, collects reply lines until `want` lines or the server closes it. */
-function exchange(p: string, data: string | Buffer, want: number, timeoutMs = 5000): Promise<Exchange> {
+function exchange(p: string, data: string | Buffer | Buffer[], want: number, timeoutMs = 5000): Promise<Exchange> {
   return new Promise((resolve, reject) => {
     const sock = net.connect(p);
     let buf = '';
@@ -80,7 +80,9 @@ function exchange(p: string, data: string | Buffer, want: number, timeoutMs = 50
     sock.on('error', (e: NodeJS.ErrnoException) => {
       if (e.code !== 'EPIPE' && e.code !== 'ECONNRESET') reject(e);
     });
-    sock.write(data);
+    // Pieces are written 50 ms apart, so that the server reads them as separate chunks.
+    const pieces = Array.isArray(data) ? data : [data];
+    pieces.forEach((piece, i) => setTimeout(() => sock.write(piece), 50 * i));
   });
 }
 
@@ -211,6 +213,30 @@ describe('daemon socket server', () => {
     const over = await exchange(s.path, line(MAX_REQUEST_BYTES + 1) + '\n{"op":"status"}\n', 2);
     assert.equal(over.closed, true);
     assert.deepEqual(parsed(over), [{ ok: false, error: `request line longer than ${MAX_REQUEST_BYTES} bytes; connection closed` }]);
+  });
+
+  it('a line that starts with the hook op may be MAX_HOOK_REQUEST_BYTES (a domain XML in base64), however it is split; one byte more is refused', async () => {
+    const s = await start(socketPath(), async (req) => (req.op === 'hook' ? { bytes: req.xmlBase64?.length } : 'other'));
+    const line = (bytes: number) => {
+      const head = '{"op":"hook","argv":[],"pad":"';
+      return head + 'x'.repeat(bytes - head.length - 2) + '"}';
+    };
+    const xmlLine = `{"op":"hook","argv":[],"xmlBase64":"${'QUJD'.repeat(2 ** 21)}"}`;
+    // The first chunk shorter than the op's prefix: the bound is told from the line's start, not a chunk's.
+    const whole = Buffer.from(xmlLine + '\n{"op":"status"}\n');
+    const split = [whole.subarray(0, 5), whole.subarray(5, MAX_REQUEST_BYTES + 10), whole.subarray(MAX_REQUEST_BYTES + 10)];
+    const atLimit = await exchange(s.path, split, 2, 20_000);
+    assert.equal(atLimit.closed, false);
+    assert.deepEqual(parsed(atLimit), [{ ok: true, result: { bytes: 2 ** 23 } }, { ok: true, result: 'other' }]);
+    // The pad field is not the op's: refused by its field rules, after the whole line was taken.
+    const exact = await exchange(s.path, line(MAX_HOOK_REQUEST_BYTES) + '\n', 1, 20_000);
+    assert.match(parsed(exact)[0]!.error!, /^unknown field "pad" for op "hook"/);
+    const over = await exchange(s.path, line(MAX_HOOK_REQUEST_BYTES + 1) + '\n{"op":"status"}\n', 2, 20_000);
+    assert.equal(over.closed, true);
+    assert.deepEqual(parsed(over), [{ ok: false, error: `request line longer than ${MAX_HOOK_REQUEST_BYTES} bytes; connection closed` }]);
+    // Any other op keeps the usual bound on the same server.
+    const other = await exchange(s.path, '{"op":"status","x":"' + 'y'.repeat(MAX_REQUEST_BYTES) + '"}\n', 1);
+    assert.deepEqual(parsed(other), [{ ok: false, error: `request line longer than ${MAX_REQUEST_BYTES} bytes; connection closed` }]);
   });
 
   it('refuses an oversized line as soon as it is too long, without waiting for the rest or a newline', async () => {

@@ -2,7 +2,7 @@
 // refuses (and the one-line message naming the field, the value and what is valid).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MAX_REQUEST_BYTES, STRATEGIES, type Request } from '../../src/protocol/api.js';
+import { MAX_HOOK_REQUEST_BYTES, MAX_HOOK_XML_BYTES, MAX_REQUEST_BYTES, STRATEGIES, type Request } from '../../src/protocol/api.js';
 import { OP_NAMES, ProtocolError, encodeResponse, parseRequest } from '../../src/protocol/codec.js';
 
 const UUID = '0c6b6c4e-2f1a-4d3b-9e8f-7a6b5c4d3e2f';
@@ -36,9 +36,13 @@ const good: [string, Request][] = [
   ['{"op":"history"}', { op: 'history' }],
   ['{"op":"history","since":"2026-12-01T12:00:00.000Z","guest":"vm","limit":10}', { op: 'history', since: '2026-12-01T12:00:00.000Z', guest: 'vm', limit: 10 }],
   ['{"op":"history","since":"2026-12-01"}', { op: 'history', since: '2026-12-01' }],
+  // What the daemon makes of argv is the hook's answer (src/daemon/hook-call.ts), not a protocol error.
+  ['{"op":"hook","argv":[]}', { op: 'hook', argv: [] }],
+  ['{"op":"hook","argv":["g","prepare","begin","-"],"xmlBase64":"PGRvbWFpbi8+"}', { op: 'hook', argv: ['g', 'prepare', 'begin', '-'], xmlBase64: 'PGRvbWFpbi8+' }],
+  ['{"op":"hook","argv":["a\\u0000\\n"],"xmlBase64":"","stdinProblem":"stdin not closed within 2000 ms"}', { op: 'hook', argv: ['a\u0000\n'], xmlBase64: '', stdinProblem: 'stdin not closed within 2000 ms' }],
 ];
 
-const VALID_OPS = 'valid ops: status, list, arm, exited, limits, admit, reap, history';
+const VALID_OPS = 'valid ops: status, list, arm, exited, limits, admit, reap, history, hook';
 const bad: [string, string | RegExp][] = [
   // syntax and shape
   ['', 'request is empty; send one JSON object per line, e.g. {"op":"status"}'],
@@ -68,6 +72,16 @@ const bad: [string, string | RegExp][] = [
   ['{"op":"exited","pid":1,"strategy":"shim"}', 'unknown field "strategy" for op "exited"; valid fields: pid, guest'],
   ['{"op":"limits","maxFreezeSeconds":3}', 'unknown field "maxFreezeSeconds" for op "limits"; valid fields: maxConcurrent, cpuPercent'],
   ['{"op":"admit","bytes":1,"pid":2}', 'unknown field "pid" for op "admit"; valid fields: bytes, guest, timeoutSeconds'],
+  // hook
+  ['{"op":"hook"}', 'field "argv" is required for op "hook" and must be an array of at most 16 strings of at most 4096 characters'],
+  ['{"op":"hook","argv":"g prepare"}', 'field "argv" must be an array of at most 16 strings of at most 4096 characters, got "g prepare"'],
+  ['{"op":"hook","argv":[1]}', /^field "argv" must be an array/],
+  [`{"op":"hook","argv":[${Array(17).fill('"a"').join(',')}]}`, /^field "argv" must be an array of at most 16 strings/],
+  [`{"op":"hook","argv":["${'a'.repeat(4097)}"]}`, /^field "argv" must be an array/],
+  ['{"op":"hook","argv":[],"xmlBase64":"PGRvbWFpbi8"}', `field "xmlBase64" must be base64 of at most ${MAX_HOOK_XML_BYTES} bytes, got "PGRvbWFpbi8"`],
+  ['{"op":"hook","argv":[],"xmlBase64":"<domain/>"}', /^field "xmlBase64" must be base64/],
+  ['{"op":"hook","argv":[],"stdinProblem":5}', /^field "stdinProblem" must be a string of at most 200 characters, got 5$/],
+  ['{"op":"hook","argv":[],"xml":"<domain/>"}', 'unknown field "xml" for op "hook"; valid fields: argv, xmlBase64, stdinProblem'],
   // required fields
   ['{"op":"arm"}', 'field "pid" is required for op "arm" and must be a positive integer'],
   ['{"op":"arm","guest":"g"}', 'field "pid" is required for op "arm" and must be a positive integer'],
@@ -164,7 +178,7 @@ describe('parseRequest', () => {
       assert.ok(good.some(([, r]) => r.op === op), `a good line for ${op}`);
       assert.ok(bad.some(([l]) => l.includes(`"op":"${op}"`)), `a bad line for ${op}`);
     }
-    assert.deepEqual([...OP_NAMES].sort(), ['admit', 'arm', 'exited', 'history', 'limits', 'list', 'reap', 'status']);
+    assert.deepEqual([...OP_NAMES].sort(), ['admit', 'arm', 'exited', 'history', 'hook', 'limits', 'list', 'reap', 'status']);
   });
 
   it('refuses a line longer than MAX_REQUEST_BYTES, counted in bytes, without parsing it', () => {
@@ -175,6 +189,21 @@ describe('parseRequest', () => {
     assert.throws(() => parseRequest(pad(MAX_REQUEST_BYTES / 2, 'é')), /request is longer than 65536 bytes/);
     // At the limit exactly, the line is parsed (and then refused for the guest's length).
     assert.throws(() => parseRequest(pad(MAX_REQUEST_BYTES - overhead, 'x')), /field "guest" must be a string of 1 to 256 characters, got a string of/);
+  });
+
+  it('the hook op alone, written op first, may be as long as a whole domain XML in base64 (MAX_HOOK_REQUEST_BYTES)', () => {
+    const xmlBase64 = 'A'.repeat(Math.ceil(MAX_HOOK_XML_BYTES / 3) * 4);
+    const line = `{"op":"hook","argv":["g","prepare","begin","-"],"xmlBase64":"${xmlBase64}"}`;
+    assert.ok(line.length > MAX_REQUEST_BYTES && line.length <= MAX_HOOK_REQUEST_BYTES);
+    assert.equal((parseRequest(line) as { xmlBase64: string }).xmlBase64.length, xmlBase64.length);
+    // Longer base64 than the XML bound, still within the line bound: refused by the field rule.
+    assert.throws(() => parseRequest(`{"op":"hook","argv":[],"xmlBase64":"${xmlBase64}AAAA"}`), /^ProtocolError: field "xmlBase64" must be base64 of at most/);
+    assert.throws(() => parseRequest(`{"op":"hook","argv":[],"xmlBase64":"${'A'.repeat(MAX_HOOK_REQUEST_BYTES)}"}`), new RegExp(`^ProtocolError: request is longer than ${MAX_HOOK_REQUEST_BYTES} bytes$`));
+    // Another op as long, or the hook op not first: refused unparsed, at the usual bound.
+    assert.throws(() => parseRequest(`{"op":"arm","pid":1,"guest":"${xmlBase64}"}`), /^ProtocolError: request is longer than 65536 bytes$/);
+    assert.throws(() => parseRequest(`{"argv":[],"op":"hook","xmlBase64":"${xmlBase64}"}`), /^ProtocolError: request is longer than 65536 bytes$/);
+    // The prefix with the op given again: JSON takes the last, and only the hook op is allowed the length.
+    assert.throws(() => parseRequest(`{"op":"hook","op":"status","pad":"${xmlBase64}"}`), /^ProtocolError: request is longer than 65536 bytes$/);
   });
 
   it('hands over a fresh object holding only the validated fields', () => {

@@ -105,6 +105,7 @@ export function registerDaemon(program: Command): void {
       // Off unless asked: daemons of unrelated tests share this host's libvirtd and must not adopt its guests.
       libvirtUri: running.libvirt ? (running['libvirt-uri'] ?? globals(cmd).connect ?? '') : null,
       ...(running['libvirt-prefix'] ? { libvirtPrefix: running['libvirt-prefix'] } : {}),
+      libvirtRunDir: running['libvirt-run-dir'],
       limits: limitsOf(running),
     });
 

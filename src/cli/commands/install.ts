@@ -37,6 +37,7 @@ export function registerInstall(program: Command): void {
       '\nWhat it writes:\n' +
         `  ${layout.hook}\n` +
         '      the qemu hook: admission at prepare, arming at started/reconnect, exits at stopped/release;\n' +
+        "      it runs the copy's native client (native/build/pvteardown-hook), which asks the daemon;\n" +
         "      fail-open: only the daemon's admission under policy strict ever stops a guest from starting\n" +
         `  ${layout.wrapperDir}/qemu-system-*\n` +
         '      one wrapper per qemu-system-* on PATH: execs the real emulator in the same PID with the\n' +
@@ -54,7 +55,7 @@ export function registerInstall(program: Command): void {
         "      pvteardown(1) and bash's completion of pvteardown, as the build rendered them from this --help\n" +
         '  /etc/apparmor.d/local/abstractions/libvirt-qemu, /etc/apparmor.d/local/usr.sbin.libvirtd (and virtqemud)\n' +
         "      where libvirt's AppArmor profiles are: a marked block letting QEMU map the shim and read the\n" +
-        "      wrappers, and libvirtd run them and the hook's node (uninstall removes the block, the rest\n" +
+        "      wrappers, and libvirtd run them and the hook's client (uninstall removes the block, the rest\n" +
         '      of the file stays); libvirtd\'s profile is reloaded (apparmor_parser -r) where AppArmor is enabled;\n' +
         '      under SELinux install changes no policy and prints the semanage/restorecon lines it needs\n' +
         '\nThen:\n' +

@@ -56,27 +56,19 @@ function hookChecks(layout: InstallLayout): Check[] {
   } catch (err) {
     return [{ name: 'libvirt hook', status: 'fail', detail: `cannot read ${layout.hook} (${(err as NodeJS.ErrnoException).code}): libvirt runs no pvteardown hook, so guests go unmanaged`, fix: `${AGAIN}, then restart libvirtd` }];
   }
-  const main = hookSetting(text, 'MAIN') ?? '(no MAIN= line)';
-  const own = main === layout.hookMain && existsSync(main);
-  const gone = main === layout.hookMain && !own;
-  const node = hookSetting(text, 'NODE') ?? '(no NODE= line)';
-  const why = path.isAbsolute(node) ? othersCanChange(node) : `it is looked up on PATH`;
+  const client = hookSetting(text, 'CLIENT') ?? '(no CLIENT= line)';
+  const own = client === layout.hookClient && existsSync(client);
+  const gone = client === layout.hookClient && !own;
   return [
     {
       name: 'libvirt hook',
       status: own ? 'ok' : gone ? 'fail' : 'warn',
       detail: own
-        ? `${layout.hook} runs ${main}`
+        ? `${layout.hook} runs ${client}`
         : gone
-          ? `${layout.hook} runs ${main}, which is missing: guests go unmanaged`
-          : `${layout.hook} runs ${main}, not root's copy ${layout.hookMain}: whoever can change that file is root at the next guest start, and when it moves guests go unmanaged`,
+          ? `${layout.hook} runs ${client}, which is missing: guests go unmanaged`
+          : `${layout.hook} runs ${client}, not root's copy ${layout.hookClient}: whoever can change that file is root at the next guest start, and when it moves guests go unmanaged`,
       fix: 'pvteardown install again (it copies the program and rewrites the hook), then restart libvirtd',
-    },
-    {
-      name: 'hook node',
-      status: why === null ? 'ok' : 'warn',
-      detail: why === null ? node : `${node}: ${why}, so others could change what root runs`,
-      fix: "install node where only root can change it (e.g. the distribution's /usr/bin/node), then pvteardown install --node PATH",
     },
   ];
 }

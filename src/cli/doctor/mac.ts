@@ -7,20 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { appArmorDir, appArmorEnabled, appArmorTargets, blockRules, reloadHint } from '../../install/apparmor.js';
 import { installLayout, type InstallLayout } from '../../install/layout.js';
-import { hookSetting } from '../../install/render.js';
 import { selinuxCommands, selinuxMode, selinuxType, SHIM_TYPE, WRAPPER_TYPE } from '../../install/selinux.js';
 import type { Check } from './check.js';
 import { isInstalled } from './installed.js';
-
-/** The node the hook runs, which libvirtd's profile must let it run; null without a hook. */
-function hookNode(layout: InstallLayout): string | null {
-  try {
-    return hookSetting(readFileSync(layout.hook, 'utf8'), 'NODE');
-  } catch {
-    return null;
-  }
-}
-
 
 /** apparmor_parser's verdict on `profile` with the includes under `dir` only (--base: none of the host's), or null without a parser. */
 export function parseProfile(dir: string, profile: string): string | null | true {
@@ -36,7 +25,7 @@ const GUEST_PROFILE = '#include <tunables/global>\nprofile libvirt-00000000-0000
 
 function appArmorChecks(layout: InstallLayout, installed: boolean): Check[] {
   const enabled = appArmorEnabled();
-  const targets = appArmorTargets(layout, hookNode(layout));
+  const targets = appArmorTargets(layout);
   const dir = appArmorDir(layout);
   if (targets.length === 0) {
     return enabled ? [{ name: 'AppArmor', status: 'ok', detail: `enabled, but no libvirt profiles in ${dir}: it does not confine QEMU` }] : [];
@@ -58,7 +47,7 @@ function appArmorChecks(layout: InstallLayout, installed: boolean): Check[] {
       status: current ? 'ok' : missing,
       detail: current
         ? `${t.local} has install's rules for ${t.who}`
-        : `${state}; ${t.local} ${rules === null ? 'lacks' : 'has outdated'} install's rules for ${t.who}: ${t.who.startsWith('QEMU') ? 'the shim is refused and guests run unmanaged' : "it cannot run the wrappers (enabled guests do not start) or the hook's node"}`,
+        : `${state}; ${t.local} ${rules === null ? 'lacks' : 'has outdated'} install's rules for ${t.who}: ${t.who.startsWith('QEMU') ? 'the shim is refused and guests run unmanaged' : "it cannot run the wrappers (enabled guests do not start) or the hook's client"}`,
       fix: `pvteardown install${reloadHint(layout, [t.local]) ? `, then ${reloadHint(layout, [t.local])}` : ''}`,
     });
   }

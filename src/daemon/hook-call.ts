@@ -1,35 +1,26 @@
-// What the hook does for each call it acts upon. Fail-open: anything that goes wrong on
-// pvteardown's side ends as one line for libvirt's log and a guest that starts or stops as usual;
-// only the daemon's admission under policy strict refuses a start.
+// One call of libvirt's qemu hook, answered in the daemon: native/hook-client.c hands over argv and
+// the domain XML as libvirt gave them and prints the line this returns, so that libvirt waits for
+// a small client instead of a runtime's start at every guest start and stop. Fail-open: anything
+// that goes wrong ends as one line for libvirt's log and a guest that starts or stops as usual;
+// only the admission under policy strict refuses a start. NAME and the XML are what a guest's owner
+// controls (docs/threat-model.md): NAME is checked (args.ts) before any path is built from it, the
+// XML is read by a bounded scanner, NAME.pid never as a FIFO or through a link (qemu-pid.ts), and
+// the directory it is looked for in is the daemon's own setting, not the client's.
 import path from 'node:path';
-import type { AdmitResult, StatusView, TeardownView } from '../protocol/api.js';
-import { request } from '../protocol/client.js';
-import type { HookCall } from './args.js';
-import { DomainXmlError, parseDomainXml, type DomainInfo } from './domain-xml.js';
-import { hasHelperProcess } from './helper-probe.js';
+import type { AdmitResult, HookOutcome, Request, TeardownView } from '../protocol/api.js';
+import { parseHookArgs } from '../hook/args.js';
+import { DomainXmlError, parseDomainXml, type DomainInfo } from '../hook/domain-xml.js';
+import { hasHelperProcess } from '../hook/helper-probe.js';
 import { readPidFile } from '../libvirt/qemu-pid.js';
 
-export interface HookEnv {
-  socket: string;
+export type HookRequest = Extract<Request, { op: 'hook' }>;
+
+export interface HookCallEnv {
+  /** The daemon's own request handler: the hook's steps are the ops the CLI asks for too. */
+  ask(req: Request): Promise<unknown>;
   /** Where libvirt's QEMU driver keeps NAME.pid. */
   runDir: string;
-  /** Told how long the admission may wait, so that the hook's deadline allows for it. */
-  allowWait?: (ms: number) => void;
 }
-
-export interface HookOutcome {
-  /** The daemon's admission refused the start (policy strict). */
-  refused: boolean;
-  /** The one line for stderr, without the "pvteardown hook: " prefix. */
-  line?: string;
-}
-
-/** Short requests: the daemon answers these at once, arm after at most 2 s looking for a helper. */
-const STATUS_TIMEOUT_MS = 2000;
-const ARM_TIMEOUT_MS = 5000;
-const EXITED_TIMEOUT_MS = 3000;
-/** On top of the daemon's own admission timeout, for the answer to travel. */
-const ADMIT_MARGIN_MS = 5000;
 
 const ok = (line?: string): HookOutcome => (line === undefined ? { refused: false } : { refused: false, line });
 
@@ -42,9 +33,13 @@ function readDomain(xml: string, stdinProblem?: string): DomainInfo | DomainXmlE
   }
 }
 
-export async function runHook(call: HookCall, xml: string, env: HookEnv, stdinProblem?: string): Promise<HookOutcome> {
+export async function answerHookCall(req: HookRequest, env: HookCallEnv): Promise<HookOutcome> {
+  const call = parseHookArgs(req.argv);
+  if (call instanceof Error) return ok(call.message);
   const who = `guest ${call.guest}`;
-  const dom = call.action === 'admit' || call.action === 'arm' ? readDomain(xml, stdinProblem) : null;
+  // As the node hook read stdin: bytes that are not UTF-8 become U+FFFD, which no field needs.
+  const xml = () => Buffer.from(req.xmlBase64 ?? '', 'base64').toString('utf8');
+  const dom = call.action === 'admit' || call.action === 'arm' ? readDomain(xml(), req.stdinProblem) : null;
   switch (call.action) {
     case 'ignore':
       return ok();
@@ -54,11 +49,7 @@ export async function runHook(call: HookCall, xml: string, env: HookEnv, stdinPr
         return ok(`${who}: no usable <memory> in the domain XML${dom?.problems.length ? ` (${dom.problems.join('; ')})` : ''}: admission skipped`);
       }
       try {
-        // The admission may wait as long as the daemon is configured to: ask it how long first.
-        const status = await request<StatusView>(env.socket, { op: 'status' }, { timeoutMs: STATUS_TIMEOUT_MS });
-        const timeoutMs = status.limits.admissionTimeoutSeconds * 1000 + ADMIT_MARGIN_MS;
-        env.allowWait?.(timeoutMs);
-        const r = await request<AdmitResult>(env.socket, { op: 'admit', bytes: dom.memoryBytes, guest: call.guest }, { timeoutMs });
+        const r = (await env.ask({ op: 'admit', bytes: dom.memoryBytes, guest: call.guest })) as AdmitResult;
         if (!r.allow) return { refused: true, line: `${who}: start refused: ${r.message}` };
         return ok(r.fits ? undefined : `${who}: ${r.message}`);
       } catch (err) {
@@ -72,16 +63,13 @@ export async function runHook(call: HookCall, xml: string, env: HookEnv, stdinPr
       const pidFile = path.join(env.runDir, `${call.guest}.pid`);
       const pid = readPidFile(pidFile);
       if (typeof pid === 'string') return ok(`${who}${pv}: ${pid}: not armed`);
+      // Looked for first: arm would wait 2 s for a helper that never comes, and libvirt with it.
       if (hasHelperProcess(pid) === false) {
         const emulator = info?.emulator ? ` (emulator ${info.emulator})` : '';
         return ok(`${who}${pv}: QEMU pid ${pid} has no pvtd/${pid} or cleanup/${pid} helper${emulator}: not armed (pvteardown enable ${call.guest} gives it one)`);
       }
       try {
-        const t = await request<TeardownView>(
-          env.socket,
-          { op: 'arm', pid, guest: call.guest, ...(info?.uuid ? { uuid: info.uuid } : {}) },
-          { timeoutMs: ARM_TIMEOUT_MS },
-        );
+        const t = (await env.ask({ op: 'arm', pid, guest: call.guest, ...(info?.uuid ? { uuid: info.uuid } : {}) })) as TeardownView;
         // Protected guests are what pvteardown is for: say so in libvirt's log once they are armed.
         return ok(pv ? `${who}${pv} armed: pid ${pid}, helper ${t.helperPid} (${t.strategy})` : undefined);
       } catch (err) {
@@ -91,7 +79,7 @@ export async function runHook(call: HookCall, xml: string, env: HookEnv, stdinPr
     }
     case 'exited':
       try {
-        await request<TeardownView[]>(env.socket, { op: 'exited', guest: call.guest }, { timeoutMs: EXITED_TIMEOUT_MS });
+        await env.ask({ op: 'exited', guest: call.guest });
         return ok();
       } catch (err) {
         return ok(`${who}: exit not reported: ${(err as Error).message}`);
