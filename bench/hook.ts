@@ -73,7 +73,7 @@ function timeRun(argv: string[], input: string, env: NodeJS.ProcessEnv): Sample 
 
 interface Row {
   case: string;
-  /** An op libvirt waits for (not a baseline): held to the target. */
+  /** An op libvirt waits for (not a baseline, not a stress case): held to the target. */
   op: boolean;
   runs: number;
   medianMs: number;
@@ -94,7 +94,7 @@ function row(c: Case, samples: Sample[]): Row {
   const ms = samples.map((s) => s.ms).sort((a, b) => a - b);
   return {
     case: c.name,
-    op: !c.baseline,
+    op: !c.baseline && !c.stress,
     runs: ms.length,
     medianMs: quantile(ms, 0.5),
     p95Ms: quantile(ms, 0.95),
@@ -133,6 +133,8 @@ interface Case {
   argv(i: number): string[];
   env: NodeJS.ProcessEnv;
   baseline?: boolean;
+  /** A guest owner's worst case, shown but not held to the target (libvirt writes no such XML of its own). */
+  stress?: boolean;
   /** What each run must print on stderr (default: nothing): a row of failures measures nothing. */
   stderr?: RegExp;
   /** Runs before this case in round i (e.g. the guest dies before `stopped`). */
@@ -170,7 +172,7 @@ async function main(): Promise<void> {
     { name: 'start begin (nothing to do)', argv: (i) => hook(name(i), 'start', 'begin'), env },
     { name: 'migrate begin (nothing to do)', argv: (i) => hook(name(i), 'migrate', 'begin'), env },
     // Last in the round: the garbage it leaves in the daemon is collected before the next round's calls.
-    { name: 'prepare begin, 2 MiB <metadata>', argv: (i) => hook(name(i), 'prepare', 'begin'), env, input: (i) => bigXml(name(i)) },
+    { name: 'stress: prepare begin, 2 MiB <metadata>', argv: (i) => hook(name(i), 'prepare', 'begin'), env, input: (i) => bigXml(name(i)), stress: true },
     ...(['prepare begin', 'started begin', 'stopped end'] as const).map(
       (op): Case => ({ name: `no daemon: ${op} (fail-open)`, argv: (i) => hook(name(i), ...op.split(' ')), env: none, stderr: noDaemon }),
     ),

@@ -11,6 +11,7 @@ import {
   rmdirCg,
   subdirs,
   writeCg,
+  writeCgAsync,
 } from './files.js';
 import { CgroupNameError, validateId, validateRootName } from './names.js';
 
@@ -113,6 +114,14 @@ export abstract class CgroupBackend {
       throw new RangeError(`invalid pid ${JSON.stringify(pid)}: expected a positive integer`);
     }
     for (const d of this.dirs(id)) writeCg(join(d, 'cgroup.procs'), String(pid));
+  }
+
+  /** addProcess without blocking the daemon's loop while the kernel migrates it. */
+  async moveProcess(id: string, pid: number): Promise<void> {
+    if (!Number.isSafeInteger(pid) || pid <= 0) {
+      throw new RangeError(`invalid pid ${JSON.stringify(pid)}: expected a positive integer`);
+    }
+    for (const d of this.dirs(id)) await writeCgAsync(join(d, 'cgroup.procs'), String(pid));
   }
 
   /** Pids in the group, in any of its hierarchies, sorted. */

@@ -57,7 +57,7 @@ async function armOnce(ctx: DaemonContext, req: ArmRequest): Promise<Teardown> {
   if (elsewhere) {
     throw new ArmError(`the helper ${helper.pid} of pid ${req.pid} is in ${elsewhere}, another pvteardown daemon's teardown group: that daemon manages it`);
   }
-  const t = ctx.lifecycle.create({ ...req, pidStart, helperPid: helper.pid, strategy: helper.strategy });
+  const t = await ctx.lifecycle.create({ ...req, pidStart, helperPid: helper.pid, strategy: helper.strategy });
   watchTeardown(ctx, t);
   if (needsKvmHolder(t)) await startKvmHolder(ctx, t);
   return t;

@@ -147,7 +147,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       case 'history':
         return history(ctx.journal, req);
       case 'hook':
-        return answerHookCall(req, { ask: handle, runDir: opts.libvirtRunDir ?? QEMU_RUN_DIR });
+        return answerHookCall(req, { ask: handle, runDir: opts.libvirtRunDir ?? QEMU_RUN_DIR, log: (message, fields) => log.warn(fields, message) });
     }
   };
   const server = await serveSocket(opts.socket, handle, { log: (message, fields) => log.warn(fields ?? {}, message) });

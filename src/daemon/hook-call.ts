@@ -7,7 +7,7 @@
 // XML is read by a bounded scanner, NAME.pid never as a FIFO or through a link (qemu-pid.ts), and
 // the directory it is looked for in is the daemon's own setting, not the client's.
 import path from 'node:path';
-import type { AdmitResult, HookOutcome, Request, TeardownView } from '../protocol/api.js';
+import type { AdmitResult, HookOutcome, Request } from '../protocol/api.js';
 import { parseHookArgs } from '../hook/args.js';
 import { DomainXmlError, parseDomainXml, type DomainInfo } from '../hook/domain-xml.js';
 import { hasHelperProcess } from '../hook/helper-probe.js';
@@ -20,7 +20,10 @@ export interface HookCallEnv {
   ask(req: Request): Promise<unknown>;
   /** Where libvirt's QEMU driver keeps NAME.pid. */
   runDir: string;
+  /** Told of an arm that failed (it ends after the hook has its answer). */
+  log(message: string, fields: Record<string, unknown>): void;
 }
+
 
 const ok = (line?: string): HookOutcome => (line === undefined ? { refused: false } : { refused: false, line });
 
@@ -68,14 +71,19 @@ export async function answerHookCall(req: HookRequest, env: HookCallEnv): Promis
         const emulator = info?.emulator ? ` (emulator ${info.emulator})` : '';
         return ok(`${who}${pv}: QEMU pid ${pid} has no pvtd/${pid} or cleanup/${pid} helper${emulator}: not armed (pvteardown enable ${call.guest} gives it one)`);
       }
-      try {
-        const t = (await env.ask({ op: 'arm', pid, guest: call.guest, ...(info?.uuid ? { uuid: info.uuid } : {}) })) as TeardownView;
-        // Protected guests are what pvteardown is for: say so in libvirt's log once they are armed.
-        return ok(pv ? `${who}${pv} armed: pid ${pid}, helper ${t.helperPid} (${t.strategy})` : undefined);
-      } catch (err) {
-        const emulator = info?.emulator ? `, emulator ${info.emulator}` : '';
-        return ok(`${who}${pv} (pid ${pid}${emulator}): not armed: ${(err as Error).message}`);
-      }
+      // libvirt waits for this answer on every start, and moving the helper into its cgroup is
+      // the kernel's to time (on v1 the first cgroup.procs write after a pause waits for an RCU
+      // grace period, 5-25 ms here, with the daemon's loop blocked). The helper already holds the
+      // memory, so the start need not wait: the arm runs once this answer is on its way (after
+      // the microtasks that write it), and how it ended is in the daemon's log and `show`.
+      const emulator = info?.emulator ? `, emulator ${info.emulator}` : '';
+      setImmediate(() => {
+        env.ask({ op: 'arm', pid, guest: call.guest, ...(info?.uuid ? { uuid: info.uuid } : {}) }).catch((err: Error) =>
+          env.log(`${who}${pv} (pid ${pid}${emulator}): not armed: ${err.message}`, { guest: call.guest, pid }),
+        );
+      });
+      // Protected guests are what pvteardown is for: say so in libvirt's log.
+      return ok(pv ? `${who}${pv}: arming pid ${pid} (the daemon's log and pvteardown show ${call.guest} tell how it ends)` : undefined);
     }
     case 'exited':
       try {

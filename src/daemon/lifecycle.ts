@@ -46,7 +46,7 @@ export class Lifecycle {
 
   /** The cgroup, then the state file, then the move: a crash between any two steps is
    * recoverable, and a step that fails leaves nothing behind. */
-  create(n: NewTeardown): Teardown {
+  async create(n: NewTeardown): Promise<Teardown> {
     const { ctx } = this;
     const id = teardownId(this.bootId, n.pid, n.pidStart);
     ctx.cgroups.create(id);
@@ -79,7 +79,7 @@ export class Lifecycle {
     ctx.registry.add(t);
     if (n.helperPid !== null) {
       try {
-        ctx.cgroups.addProcess(id, n.helperPid);
+        await ctx.cgroups.moveProcess(id, n.helperPid);
       } catch (err) {
         ctx.registry.forget(t);
         removeQuietly(ctx, id);

@@ -22,7 +22,7 @@ export async function reap(ctx: DaemonContext, req: ReapRequest): Promise<Teardo
   const helper = await findSharingHelper(ctx.sys, req.pid, undefined, 0);
   if (helper) throw new ReapError(`pid ${req.pid} has a helper (${helper.pid}): arm it instead of reaping it`);
 
-  const t = ctx.lifecycle.create({ ...req, pidStart, helperPid: null, strategy: 'mrelease' });
+  const t = await ctx.lifecycle.create({ ...req, pidStart, helperPid: null, strategy: 'mrelease' });
   ctx.lifecycle.reaping(t);
   try {
     const result = await ctx.sys.mrelease(req.pid, {

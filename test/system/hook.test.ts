@@ -406,13 +406,17 @@ describe('qemu hook with a daemon', { concurrency: false }, () => {
     await until('teardown done', () => d.list(), (rows) => rows.find((x) => x.guest === 'hg1')?.state === 'done');
   });
 
-  it('started for an s390-pv guest says once that it armed the protected guest', async (t) => {
+  it('started for an s390-pv guest says once that it arms the protected guest, which is then armed', async (t) => {
     if (!requireRoot(t)) return;
     const guest = await startFakeGuest({ mib: 64, shim: true });
     writeFileSync(path.join(runDir, 'hg2.pid'), String(guest.pid));
     const run = await runHookProgram(['hg2', 'started', 'begin', '-'], domainXml('hg2', "unit='GiB'>1", "<launchSecurity type='s390-pv'/>"), env());
     assert.equal(run.code, 0);
-    oneLine(run, new RegExp(`guest hg2 \\(s390-pv Secure Execution\\) armed: pid ${guest.pid}, helper ${await helperOf(guest.pid)} \\(shim\\)`));
+    // Answered before the arm (it moves the helper after the answer is sent), then armed.
+    const helper = await helperOf(guest.pid);
+    oneLine(run, new RegExp(`guest hg2 \\(s390-pv Secure Execution\\): arming pid ${guest.pid} \\(the daemon's log and pvteardown show hg2 tell how it ends\\)`));
+    const armed = await until('armed', () => d.list(), (rows) => rows.find((x) => x.guest === 'hg2')?.state === 'armed');
+    assert.equal(armed.find((x) => x.guest === 'hg2')!.helperPid, helper);
     guest.process.kill('SIGKILL');
     await until('teardown done', () => d.list(), (rows) => rows.find((x) => x.guest === 'hg2')?.state === 'done');
   });
@@ -427,6 +431,26 @@ describe('qemu hook with a daemon', { concurrency: false }, () => {
     assert.ok(run.ms < 1500, `took ${run.ms} ms`);
     oneLine(run, new RegExp(`guest hg3: QEMU pid ${guest.pid} has no pvtd/${guest.pid} or cleanup/${guest.pid} helper \\(emulator /usr/bin/qemu-system-x86_64\\): not armed \\(pvteardown enable hg3 gives it one\\)`));
     assert.equal((await d.list()).filter((x) => x.guest === 'hg3').length, 0);
+    guest.process.kill('SIGKILL');
+  });
+
+  it('started answers before the arm ends: an arm that fails after (a decoy helper name) is in the daemon\'s log with the guest', async (t) => {
+    if (!requireRoot(t)) return;
+    const guest = await startFakeGuest({ mib: 16 });
+    // Named as the shim's helper, sharing nothing: the quick probe passes, the daemon's kcmp check
+    // waits 2 s for a real helper and fails.
+    const decoy = spawn('/bin/sh', ['-c', `printf pvtd/${guest.pid} >/proc/self/comm; sleep 60; true`], { stdio: 'ignore' });
+    after(() => void decoy.kill('SIGKILL'));
+    await until('the decoy named itself', async () => hasHelperProcess(guest.pid), (found) => found === true, 5000);
+    writeFileSync(path.join(runDir, 'hg4.pid'), String(guest.pid));
+    const run = await runHookProgram(['hg4', 'started', 'begin', '-'], domainXml('hg4', "unit='MiB'>16"), env());
+    assert.equal(run.code, 0);
+    silent(run);
+    assert.ok(run.ms < 1000, `answered in ${run.ms} ms, not after the arm's 2 s wait`);
+    const log = await until('the failed arm logged', async () => d.log(), (l) => l.includes('"guest":"hg4"') && l.includes('not armed'), 10_000);
+    assert.match(log, new RegExp(`"level":"warn".*"guest":"hg4".*guest hg4 \\(pid ${guest.pid}, emulator /usr/bin/qemu-system-x86_64\\): not armed: no teardown helper shares the memory of pid ${guest.pid}`));
+    assert.equal((await d.list()).filter((x) => x.guest === 'hg4').length, 0);
+    decoy.kill('SIGKILL');
     guest.process.kill('SIGKILL');
   });
 
