@@ -381,11 +381,13 @@ describe('qemu hook with a daemon', { concurrency: false }, () => {
     const xml = domainXml('hg1', "unit='MiB'>64");
 
     silent(await runHookProgram(['hg1', 'started', 'begin', '-'], xml, env()));
-    const armed = (await d.list()).filter((x) => x.guest === 'hg1');
+    // The hook is answered first; the daemon arms right after.
+    const armed = (await until('armed', () => d.list(), (rows) => rows.some((x) => x.guest === 'hg1'))).filter((x) => x.guest === 'hg1');
     assert.equal(armed.length, 1);
     assert.equal(armed[0]!.state, 'armed');
     assert.equal(armed[0]!.pid, guest.pid);
     assert.equal(armed[0]!.helperPid, helper);
+    await until('the helper in its group', async () => d.cgroups.processes(armed[0]!.id), (pids) => pids.length > 0, 5000);
     assert.deepEqual(d.cgroups.processes(armed[0]!.id), [helper]);
 
     silent(await runHookProgram(['hg1', 'reconnect', 'begin', '-'], xml, env()));
