@@ -97,6 +97,6 @@ test('enable/disable round trip on a defined domain through libvirtd: qemu (with
   assert.equal(never.code, 1);
   assert.match(never.stderr, /pvteardown enable was never run on it/);
   const unknown = await cli('enable', `${PREFIX}nosuch`);
-  assert.equal(unknown.code, 1);
+  assert.equal(unknown.code, 4, 'no such domain: the not-found status');
   assert.match(unknown.stderr, /Domain not found/i);
 });
