@@ -15,11 +15,10 @@ export interface HistoryQuery {
 export function history(journal: Journal, q: HistoryQuery): HistoryEntry[] {
   const since = q.since === undefined ? -Infinity : Date.parse(q.since);
   const seen = new Set<string>();
-  // The journal holds only what lifecycle.ts wrote from a TeardownView's fields.
   const picked = [...journal.entries(), ...journal.unwrittenEntries()].filter((e) => {
     if (seen.has(e.id)) return false;
     seen.add(e.id);
     return (q.guest === undefined || e.guest === q.guest) && Date.parse(e.finishedAt) >= since;
-  }) as HistoryEntry[];
+  });
   return q.limit === undefined ? picked : picked.slice(-q.limit);
 }

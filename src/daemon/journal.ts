@@ -4,26 +4,10 @@
 // is written whole or cut back off, and what could not be written waits in memory for retry().
 import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, renameSync, statSync, truncateSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import type { HistoryEntry } from '../protocol/api.js';
 
-export interface JournalEntry {
-  id: string;
-  guest: string;
-  pid: number;
-  strategy: string;
-  state: string;
-  armedAt: string;
-  exitedAt: string | null;
-  finishedAt: string;
-  wallMs: number | null;
-  cpuUsec: number;
-  bytes: number;
-  error?: string;
-  warning?: string;
-  /** Finished while no daemon watched: finishedAt is when the daemon found out. */
-  finishedUnwatched?: boolean;
-  /** Fields that were not measured (their value is the best the daemon knew, or null). */
-  unknown?: string[];
-}
+/** A line of the journal is what `history` answers (the wire shape, src/protocol/api.ts). */
+export type JournalEntry = HistoryEntry;
 
 export interface JournalTotals {
   teardowns: number;

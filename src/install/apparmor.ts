@@ -17,10 +17,11 @@
 //   Its hooks run in its profile too, and the hook runs the native client in root's copy
 //   (pvteardown-hook): PUx, as libvirtd runs /usr/bin/* (without it the client would be refused,
 //   the hook fail open and every guest go unmanaged).
-import { existsSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync, writeFileSync, chmodSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { InstallError, fsFail } from './errors.js';
 import { MARKER, type InstallLayout } from './layout.js';
+import { writeByRename } from './write-by-rename.js';
 import type { Step } from './steps.js';
 
 const BEGIN = `# BEGIN ${MARKER}: written by \`pvteardown install\`, removed by \`pvteardown uninstall\``;
@@ -158,19 +159,7 @@ function replace(file: string, content: string): void {
   } catch {
     /* a new file */
   }
-  const tmp = `${file}.pvteardown-new`;
-  try {
-    writeFileSync(tmp, content);
-    chmodSync(tmp, mode);
-    renameSync(tmp, file);
-  } catch (err) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* never written */
-    }
-    fsFail('write', file, err);
-  }
+  writeByRename(file, content, mode);
 }
 
 /** Writes the block into each target's local file; `created`: the local files that did not exist. */

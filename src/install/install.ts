@@ -3,7 +3,7 @@
 // and the service unit, which run only from that copy; where libvirt's AppArmor profiles are, the
 // rules QEMU needs for the shim (src/install/apparmor.ts). Both idempotent; uninstall removes only
 // what install wrote (listed in the manifest, text files also carrying MARKER; AppArmor's block).
-import { chmodSync, closeSync, existsSync, openSync, readSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, readSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../paths.js';
 import { appArmorTargets, installAppArmor, uninstallAppArmor } from './apparmor.js';
@@ -12,6 +12,7 @@ import { installLayout, MARKER, type InstallLayout } from './layout.js';
 import { DOCS, payload } from './payload.js';
 import { markedCompletion, markedManPage, renderHook, renderInstalledConfig, renderLauncher, renderUnit, renderWrapper } from './render.js';
 import type { Step } from './steps.js';
+import { writeByRename } from './write-by-rename.js';
 import { nearestExisting, othersCanChange } from './trusted-path.js';
 import { currentTree, exists, placeTree, removeLeftovers, removeTree } from './tree.js';
 
@@ -160,20 +161,7 @@ class Writer {
       /* unreadable: write it anew */
     }
     this.ensureDir(path.dirname(file));
-    const tmp = `${file}.pvteardown-new`;
-    try {
-      writeFileSync(tmp, data);
-      // Not left to the umask: QEMU runs as another user (libvirt-qemu) and must read the wrapper.
-      chmodSync(tmp, mode);
-      renameSync(tmp, file);
-    } catch (err) {
-      try {
-        unlinkSync(tmp);
-      } catch {
-        /* never written */
-      }
-      fsFail('write', file, err);
-    }
+    writeByRename(file, data, mode);
     this.steps.push({ action: 'wrote', path: file });
   }
 }

@@ -135,6 +135,7 @@ export interface HistoryEntry {
   warning?: string;
   /** Finished while no daemon watched: finishedAt is when the daemon found out. */
   finishedUnwatched?: boolean;
+  /** Fields that were not measured (their value is the best the daemon knew, or null). */
   unknown?: string[];
 }
 

@@ -17,6 +17,7 @@ import { installLayout } from '../../src/install/layout.js';
 import { LibvirtClient } from '../../src/libvirt/index.js';
 import type { TeardownView } from '../../src/protocol/api.js';
 import { startTestDaemon, until, type TestDaemon } from '../support/daemon.js';
+import { everyStep } from '../support/every-step.js';
 import { cleanupTestGuests, LIBVIRTD_LOG, LibvirtdUnavailable, libvirtdOrSkip, restartLibvirtd, TEST_GUEST_PREFIX } from '../support/libvirtd.js';
 import { cgroupErrorsAbout, defineGuest, helpersOf, libvirtdLogSince, libvirtdLogSize, machineCgroupsOf, released, startGuest, timedDestroy, type Running } from './guests.js';
 
@@ -152,29 +153,25 @@ async function prepare(t: TestContext): Promise<Setup | string> {
 }
 
 after(async () => {
-  // Each step runs whatever failed before it: later test files must find / and libvirtd hook-free.
-  const errors: unknown[] = [];
-  const step = async (f: () => unknown) => {
-    try {
-      await f();
-    } catch (e) {
-      errors.push(e);
-    }
-  };
-  await step(async () => {
-    if (client) await cleanupTestGuests(client, PREFIX);
-  });
-  await step(() => client?.close());
-  await step(() => {
-    if (installed) uninstall('/');
-  });
-  await step(async () => {
-    if (restarted) await restartLibvirtd();
-  });
-  await step(() => tap?.close());
-  await step(() => daemon?.cleanup());
-  if (tapDir) rmSync(tapDir, { recursive: true, force: true });
-  if (errors.length) throw errors[0];
+  // Later test files must find / and libvirtd hook-free.
+  try {
+    await everyStep([
+      async () => {
+        if (client) await cleanupTestGuests(client, PREFIX);
+      },
+      () => client?.close(),
+      () => {
+        if (installed) uninstall('/');
+      },
+      async () => {
+        if (restarted) await restartLibvirtd();
+      },
+      () => tap?.close(),
+      () => daemon?.cleanup(),
+    ]);
+  } finally {
+    if (tapDir) rmSync(tapDir, { recursive: true, force: true });
+  }
 });
 
 const teardownOf = (d: TestDaemon, pid: number) => d.list().then((all) => all.filter((v: TeardownView) => v.pid === pid).at(-1));

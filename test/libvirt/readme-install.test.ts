@@ -16,6 +16,7 @@ import { LibvirtClient } from '../../src/libvirt/index.js';
 import { packageRoot } from '../../src/paths.js';
 import type { TeardownView } from '../../src/protocol/api.js';
 import { until } from '../support/daemon.js';
+import { everyStep } from '../support/every-step.js';
 import { cleanupTestGuests, LibvirtdUnavailable, libvirtdOrSkip, restartLibvirtd, TEST_GUEST_PREFIX } from '../support/libvirtd.js';
 import { defineGuest, startGuest, timedDestroy } from './guests.js';
 
@@ -62,40 +63,39 @@ let client: LibvirtClient | null = null;
 let touchedHost = false;
 
 after(async () => {
-  const errors: unknown[] = [];
-  const step = async (f: () => unknown) => {
+  const stopService = async () => {
+    const pidFile = path.join(state!, 'pvteardown.pid');
+    if (!existsSync(pidFile)) return;
+    const pid = Number(readFileSync(pidFile, 'utf8'));
     try {
-      await f();
-    } catch (e) {
-      errors.push(e);
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      return;
     }
+    await until('the service stopped', async () => existsSync(`/proc/${pid}`) && !/\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')), (alive) => !alive, 20_000);
   };
-  await step(async () => {
-    if (client) await cleanupTestGuests(client, GUEST);
-  });
-  await step(() => client?.close());
-  if (touchedHost) {
-    await step(async () => {
-      const pidFile = path.join(state!, 'pvteardown.pid');
-      if (!existsSync(pidFile)) return;
-      const pid = Number(readFileSync(pidFile, 'utf8'));
-      try {
-        process.kill(pid, 'SIGTERM');
-      } catch {
-        return;
-      }
-      await until('the service stopped', async () => existsSync(`/proc/${pid}`) && !/\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')), (alive) => !alive, 20_000);
-    });
-    await step(() => existsSync(BIN) && execFileSync(BIN, ['uninstall'], { stdio: 'pipe' }));
-    // What the service made and uninstall leaves (its state, its cgroup root, its run dir): none existed before.
-    await step(() => rmSync('/var/lib/pvteardown', { recursive: true, force: true }));
-    await step(() => rmSync('/run/pvteardown', { recursive: true, force: true }));
-    await step(() => rmSync('/etc/pvteardown', { recursive: true, force: true }));
-    await step(() => removeCgroupRoots());
-    await step(() => restartLibvirtd());
+  try {
+    await everyStep([
+      async () => {
+        if (client) await cleanupTestGuests(client, GUEST);
+      },
+      () => client?.close(),
+      ...(touchedHost
+        ? [
+            stopService,
+            () => existsSync(BIN) && execFileSync(BIN, ['uninstall'], { stdio: 'pipe' }),
+            // What the service made and uninstall leaves (its state, its run dir, its cgroup root): none existed before.
+            () => rmSync('/var/lib/pvteardown', { recursive: true, force: true }),
+            () => rmSync('/run/pvteardown', { recursive: true, force: true }),
+            () => rmSync('/etc/pvteardown', { recursive: true, force: true }),
+            removeCgroupRoots,
+            restartLibvirtd,
+          ]
+        : []),
+    ]);
+  } finally {
+    if (state) rmSync(state, { recursive: true, force: true });
   }
-  if (state) rmSync(state, { recursive: true, force: true });
-  if (errors.length) throw errors[0];
 });
 
 function removeCgroupRoots(): void {
